@@ -1,0 +1,125 @@
+"""The express.io tutorial's chat, camera and video-call app, served by roomcast.
+
+Events (client → server, then what the server sends back):
+
+- ``ready``  a room name, or ``{chat_room, signal_room, files_room}``: join them;
+  every member of the chat room (the sender too) gets ``announce``.
+- ``send``   ``{room, author, message, picture?}``: every member of the room (the sender too)
+  gets ``message`` with ``{message, author}``, plus ``picture`` (a small ``data:image/...``
+  URL, the author's profile picture) when the sender had one.
+- ``signal`` ``{type, message, room}``: the other members of the room get
+  ``signaling_message`` with ``{type, message}``; this is the WebRTC call's signalling.
+- ``files``  ``{filename, filesize, room}``: the other members of the room get ``files``.
+
+A payload that does not fit gets the error of roomcast's contract (``invalid_payload``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import socketio
+
+from roomcast import App, InvalidPayload, Request
+from roomcast.adapters.socketio import attach
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+SOCKETIO_CLIENT = HERE / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+
+# python-socketio serves these itself: the page, its assets, and the official socket.io client
+# from node_modules (installed by `npm ci`, never fetched from a CDN).
+STATIC_FILES = {
+    "/": str(STATIC / "index.html"),
+    "/static": f"{STATIC}/",
+    "/vendor/socket.io.min.js": str(SOCKETIO_CLIENT),
+}
+
+MAX_TEXT = 2_000  # characters in a chat message, a name, a file name
+MAX_SIGNAL = 64 * 1024  # an SDP offer or answer is a few kilobytes
+MAX_PICTURE = 64 * 1024  # a 96x72 JPEG as a data: URL is 3-6 KB
+SIGNAL_TYPES = frozenset({"user_here", "SDP", "ice candidate"})
+PICTURE = re.compile(r"data:image/(jpeg|png|webp);base64,[A-Za-z0-9+/]+={0,2}")
+
+
+def field(data: Any, name: str, kind: type = str, *, limit: int = MAX_TEXT) -> Any:
+    """Return ``data[name]`` if it is a ``kind`` that fits; raise ``InvalidPayload`` if not.
+
+    Strings must be non-empty (not only blanks) and at most ``limit`` characters;
+    integers must be non-negative.
+    """
+    if not isinstance(data, dict):
+        raise InvalidPayload(f"expected an object with {name!r}, got {type(data).__name__}")
+    if name not in data:
+        raise InvalidPayload(f"{name!r} is missing")
+    value = data[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InvalidPayload(f"{name!r} must be of type {kind.__name__}")
+    if isinstance(value, str) and not value.strip():
+        raise InvalidPayload(f"{name!r} is empty")
+    if isinstance(value, str) and len(value) > limit:
+        raise InvalidPayload(f"{name!r} is longer than {limit} characters")
+    if isinstance(value, int) and value < 0:
+        raise InvalidPayload(f"{name!r} is negative")
+    return value
+
+
+def create_app() -> App:
+    """Return a new roomcast app with the chat's routes."""
+    app = App()
+
+    @app.route("ready")
+    async def ready(req: Request) -> None:
+        if isinstance(req.data, dict):
+            chat_room = field(req.data, "chat_room")
+            rooms = [chat_room, field(req.data, "signal_room"), field(req.data, "files_room")]
+        else:
+            chat_room = req.data
+            rooms = [chat_room]
+        for room in rooms:
+            await req.join(room)
+        await app.room(chat_room).broadcast(
+            "announce", {"message": f"New client in the {chat_room} room."}
+        )
+
+    @app.route("send")
+    async def send(req: Request) -> None:
+        d = req.data
+        message = {"message": field(d, "message"), "author": field(d, "author")}
+        if isinstance(d, dict) and d.get("picture") is not None:
+            message["picture"] = field(d, "picture", limit=MAX_PICTURE)
+            if not PICTURE.fullmatch(message["picture"]):
+                raise InvalidPayload("'picture' must be a base64 data:image/ URL")
+        await app.room(field(d, "room")).broadcast("message", message)
+
+    @app.route("signal")
+    async def signal(req: Request) -> None:
+        d = req.data
+        kind, message = field(d, "type"), field(d, "message", limit=MAX_SIGNAL)
+        if kind not in SIGNAL_TYPES:
+            raise InvalidPayload(f"'type' must be one of: {', '.join(sorted(SIGNAL_TYPES))}")
+        await req.room(field(d, "room")).broadcast(
+            "signaling_message", {"type": kind, "message": message}
+        )
+
+    @app.route("files")
+    async def files(req: Request) -> None:
+        d = req.data
+        await req.room(field(d, "room")).broadcast(
+            "files", {"filename": field(d, "filename"), "filesize": field(d, "filesize", int)}
+        )
+
+    return app
+
+
+def create_asgi_app(app: App) -> socketio.ASGIApp:
+    """Attach ``app`` to a new python-socketio server; return the ASGI app serving it all."""
+    sio = socketio.AsyncServer(async_mode="asgi")
+    attach(app, sio)
+    return socketio.ASGIApp(sio, static_files=STATIC_FILES)
+
+
+app = create_app()
+asgi_app = create_asgi_app(app)

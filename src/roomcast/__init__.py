@@ -1,0 +1,35 @@
+"""roomcast: rooms, event routing and broadcast for real-time apps."""
+
+from .__version__ import __version__ as __version__
+from ._app import App as App
+from ._exceptions import ConnectionClosed as ConnectionClosed
+from ._exceptions import ConnectionRejected as ConnectionRejected
+from ._exceptions import EventError as EventError
+from ._exceptions import InvalidPayload as InvalidPayload
+from ._exceptions import InvalidRoomName as InvalidRoomName
+from ._exceptions import Reject as Reject
+from ._exceptions import RoomcastError as RoomcastError
+from ._exceptions import RouteConflict as RouteConflict
+from ._exceptions import UnknownEvent as UnknownEvent
+from ._request import Request as Request
+from ._room import Room as Room
+from ._routing import Router as Router
+from ._transport import Transport as Transport
+
+__all__ = [
+    "App",
+    "ConnectionClosed",
+    "ConnectionRejected",
+    "EventError",
+    "InvalidPayload",
+    "InvalidRoomName",
+    "Reject",
+    "Request",
+    "Room",
+    "RoomcastError",
+    "RouteConflict",
+    "Router",
+    "Transport",
+    "UnknownEvent",
+    "__version__",
+]

@@ -1,0 +1,259 @@
+"""The app: routes and hooks, the connections of this process, dispatch and delivery."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from ._exceptions import EventError, Reject, UnknownEvent
+from ._message import Message, Target
+from ._request import Ack, Request
+from ._room import Room
+from ._rooms import DEFAULT_MAX_ROOM_NAME, check_room_name
+from ._routing import Handler, Router, Routes
+from ._transport import Transport
+from .backends import Backend, MemoryBackend
+
+logger = logging.getLogger("roomcast")
+
+HookT = TypeVar("HookT", bound=Handler)
+
+INTERNAL_ERROR_MESSAGE = "Internal server error."
+
+
+@dataclass(eq=False, slots=True)
+class Connection:
+    """A connection of this process, as the app tracks it."""
+
+    sid: str
+    transport: Transport
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    session: dict[str, Any] = field(default_factory=dict)
+    closed: bool = False
+
+
+class App(Router):
+    """Routes events by name, keeps rooms through a backend, and broadcasts.
+
+    `App()` keeps rooms in this process's memory; `App(backend=...)` shares them elsewhere.
+    Room names are non-empty strings of at most `max_room_name` characters.
+    """
+
+    def __init__(
+        self, *, backend: Backend | None = None, max_room_name: int = DEFAULT_MAX_ROOM_NAME
+    ) -> None:
+        super().__init__()
+        self.backend = backend if backend is not None else MemoryBackend()
+        self.max_room_name = max_room_name
+        self._connect_hooks: list[Handler] = []
+        self._disconnect_hooks: list[Handler] = []
+        self._connections: dict[str, Connection] = {}
+        self._transports: dict[Transport, int] = {}
+        self._opened = False
+
+    @property
+    def router(self) -> Router:
+        """The app's own routes (the app is its root router)."""
+        return self
+
+    # -- setting up ---------------------------------------------------------------------------
+
+    def on_connect(self, hook: HookT) -> HookT:
+        """Register a hook run when a connection opens; `req.data` is the client's auth data.
+
+        Raise `Reject(reason)` in it to refuse the connection.
+        """
+        self._connect_hooks.append(hook)
+        return hook
+
+    def on_disconnect(self, hook: HookT) -> HookT:
+        """Register a hook run when a connection closes, before it leaves its rooms."""
+        self._disconnect_hooks.append(hook)
+        return hook
+
+    def check_room_name(self, name: Any) -> str:
+        """Return `name` if it is a valid room name here, else raise `InvalidRoomName`."""
+        return check_room_name(name, self.max_room_name)
+
+    # -- what handlers and the rest of the program call ----------------------------------------
+
+    def room(self, *names: str) -> Room:
+        """The room `name` (or the union of several): broadcasts reach every member."""
+        return Room(self, names)
+
+    async def broadcast(self, event: str, data: Any = None) -> None:
+        """Send `event` to every connection."""
+        await self.backend.publish(Target(), Message(event, data))
+
+    async def emit(self, sid: str, event: str, data: Any = None) -> None:
+        """Send `event` to the connection `sid`, from anywhere (no-op if it is gone)."""
+        await self.backend.publish(Target(sid=sid), Message(event, data))
+
+    async def rooms_of(self, sid: str) -> frozenset[str]:
+        """The rooms the connection `sid` is in."""
+        return await self.backend.rooms_of(sid)
+
+    async def disconnect(self, sid: str) -> None:
+        """Close the connection `sid` of this process from the server side."""
+        conn = self._connections.get(sid)
+        if conn is not None:
+            await conn.transport.close(sid)
+
+    @property
+    def connections(self) -> frozenset[str]:
+        """The sids of this process's open connections."""
+        return frozenset(self._connections)
+
+    async def __aenter__(self) -> App:
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._opened:
+            self._opened = False
+            await self.backend.close()
+
+    # -- what transports call ------------------------------------------------------------------
+
+    async def handle_connect(self, sid: str, auth: Any, transport: Transport) -> None:
+        """Open the connection `sid` and run the connect hooks.
+
+        Raises `Reject` when a hook refuses it (a hook that fails otherwise is logged and
+        refuses with a generic reason); the connection is then already forgotten.
+        """
+        await self._open()
+        if sid in self._connections:
+            raise ValueError(f"The connection {sid!r} is already open.")
+        conn = Connection(sid, transport)
+        self._connections[sid] = conn
+        self._transports[transport] = self._transports.get(transport, 0) + 1
+        await self.backend.add(sid)
+        try:
+            request = Request(self, conn, "connect", auth)
+            for hook in self._connect_hooks:
+                await self.call_handler(hook, request)
+        except Reject:
+            await self._forget(conn)
+            raise
+        except Exception as exc:
+            logger.exception("An on_connect hook failed (sid %s)", sid)
+            await self._forget(conn)
+            raise Reject(INTERNAL_ERROR_MESSAGE) from exc
+        except BaseException:
+            await self._forget(conn)
+            raise
+
+    async def handle_event(self, sid: str, event: str, data: Any, ack: Ack | None) -> None:
+        """Run the handler of `event` for `sid`; `ack` is `None` when none was asked for.
+
+        Events of one connection run one at a time, in the order this is called.
+        """
+        conn = self._connections.get(sid)
+        if conn is None:
+            return
+        async with conn.lock:
+            if conn.closed:
+                return
+            request = Request(self, conn, event, data, ack)
+            try:
+                handler = self.handler(event) if isinstance(event, str) else None
+                if handler is None:
+                    raise UnknownEvent(f"No route handles the event {event!r}.")
+                result = await self.call_handler(handler, request)
+                if result is not None:
+                    await request.respond(result)
+            except EventError as exc:
+                await request.fail(exc.code, str(exc))
+            except Exception:
+                logger.exception("The handler of %r failed (sid %s)", event, sid)
+                await request.fail("internal", INTERNAL_ERROR_MESSAGE)
+            # A client that asked for an acknowledgement always gets one.
+            await request.respond(None)
+
+    async def handle_disconnect(self, sid: str) -> None:
+        """Close the connection `sid`: run the disconnect hooks, then leave every room."""
+        conn = self._connections.get(sid)
+        if conn is None:
+            return
+        self._drop(conn)
+        try:
+            request = Request(self, conn, "disconnect", None)
+            for hook in self._disconnect_hooks:
+                try:
+                    await self.call_handler(hook, request)
+                except Exception:
+                    logger.exception("An on_disconnect hook failed (sid %s)", sid)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.backend.remove(sid)
+
+    async def deliver(self, sids: Collection[str], message: Message) -> None:
+        """Send `message` to those of `sids` that are connections of this process."""
+        conns = self._connections
+        if len(self._transports) == 1:
+            (transport,) = self._transports
+            local = [sid for sid in sids if sid in conns]
+            if local:
+                await transport.send(local, message.encoded(transport))
+            return
+        groups: dict[Transport, list[str]] = {}
+        for sid in sids:
+            conn = conns.get(sid)
+            if conn is not None:
+                groups.setdefault(conn.transport, []).append(sid)
+        for transport, group in groups.items():
+            await transport.send(group, message.encoded(transport))
+
+    async def call_handler(self, handler: Handler, request: Request) -> Any:
+        """Run a handler: `async def` ones on the event loop, plain `def` ones in a thread."""
+        if _is_async(handler):
+            return await handler(request)
+        return await anyio.to_thread.run_sync(handler, request)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        if not self._opened:
+            self._opened = True
+            await self.backend.open(self.deliver)
+
+    def _drop(self, conn: Connection) -> None:
+        conn.closed = True
+        del self._connections[conn.sid]
+        count = self._transports[conn.transport] - 1
+        if count:
+            self._transports[conn.transport] = count
+        else:
+            del self._transports[conn.transport]
+
+    async def _forget(self, conn: Connection) -> None:
+        self._drop(conn)
+        with anyio.CancelScope(shield=True):
+            await self.backend.remove(conn.sid)
+
+    def __repr__(self) -> str:
+        return f"<App routes={len(self.events)} connections={len(self._connections)}>"
+
+
+def _is_async(handler: Callable[..., Any]) -> bool:
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+__all__ = ["App", "Connection", "Routes"]

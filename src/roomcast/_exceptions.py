@@ -1,0 +1,84 @@
+"""The exceptions roomcast raises.
+
+The tree::
+
+    RoomcastError
+    ├── EventError              (the sender of an event gets an error with `.code`)
+    │   ├── UnknownEvent        unknown_event
+    │   ├── InvalidPayload      invalid_payload
+    │   └── InvalidRoomName     invalid_room
+    ├── Reject                  (an on_connect hook refuses a connection)
+    ├── ConnectionRejected      (a client was refused; raised on the client side)
+    ├── ConnectionClosed        (a client used a connection that is closed)
+    └── RouteConflict           (two handlers registered for one event)
+
+`EventError` and its subclasses are a peer's bad input: raised while handling an event, they
+reach the sender as an error payload and never close the connection. `RouteConflict` is the
+caller's misuse, raised while the app is being set up.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnectionClosed",
+    "ConnectionRejected",
+    "EventError",
+    "InvalidPayload",
+    "InvalidRoomName",
+    "Reject",
+    "RoomcastError",
+    "RouteConflict",
+    "UnknownEvent",
+]
+
+
+class RoomcastError(Exception):
+    """Raised by roomcast; the base of every roomcast exception."""
+
+
+class EventError(RoomcastError):
+    """Raised when an event cannot be handled; the sender gets `code` and the message."""
+
+    code = "event_error"
+
+
+class UnknownEvent(EventError):
+    """Raised when no route handles an event."""
+
+    code = "unknown_event"
+
+
+class InvalidPayload(EventError):
+    """Raised by a handler that rejects the payload it was sent."""
+
+    code = "invalid_payload"
+
+
+class InvalidRoomName(EventError, ValueError):
+    """Raised when a room name is not a non-empty string within the length limit."""
+
+    code = "invalid_room"
+
+
+class Reject(RoomcastError):
+    """Raised by an `on_connect` hook to refuse a connection; the client gets `reason`."""
+
+    def __init__(self, reason: str = "Connection rejected") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ConnectionRejected(RoomcastError):
+    """Raised on the client side when the server refused the connection."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ConnectionClosed(RoomcastError):
+    """Raised when a client sends or receives on a connection that is closed."""
+
+
+class RouteConflict(RoomcastError):
+    """Raised when a second handler is registered for an event that already has one."""

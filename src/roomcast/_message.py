@@ -1,0 +1,39 @@
+"""What a broadcast carries: who should receive it (`Target`) and what (`Message`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._transport import Transport
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The receivers of a broadcast, before they are resolved to connections.
+
+    `rooms is None` means every connection; `sid` names one connection instead of rooms;
+    `exclude` is a connection left out (the sender, for `req.broadcast`).
+    """
+
+    rooms: frozenset[str] | None = None
+    sid: str | None = None
+    exclude: str | None = None
+
+
+@dataclass(slots=True)
+class Message:
+    """An outgoing event, encoded at most once per transport however many receive it."""
+
+    event: str
+    data: Any
+    _encoded: dict[Transport, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def encoded(self, transport: Transport) -> Any:
+        """The wire form of this message for `transport`, encoding it on first use."""
+        try:
+            return self._encoded[transport]
+        except KeyError:
+            wire = self._encoded[transport] = transport.encode(self.event, self.data)
+            return wire

@@ -1,0 +1,108 @@
+"""One incoming event, and everything its handler may do with it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import UnknownEvent
+from ._message import Message, Target
+from ._room import Room
+
+if TYPE_CHECKING:
+    from ._app import App, Connection
+
+Ack = Callable[[Any], Awaitable[None]]
+"""Sends the acknowledgement a client asked for, with its payload."""
+
+
+class Request:
+    """An event from one connection: `event`, `data`, `sid`, and what a handler can do.
+
+    Who receives what:
+
+    - `await req.emit(event, data)`: only the sender;
+    - `await req.respond(data)`: the sender's acknowledgement (no-op when it asked for none);
+    - `await req.broadcast(event, data)`: every connection but the sender;
+    - `await req.room(name).broadcast(event, data)`: every member of `name` but the sender.
+    """
+
+    __slots__ = ("_ack", "_conn", "_responded", "app", "data", "event")
+
+    def __init__(
+        self, app: App, conn: Connection, event: str, data: Any, ack: Ack | None = None
+    ) -> None:
+        self.app = app
+        self.event = event
+        self.data = data
+        self._conn = conn
+        self._ack = ack
+        self._responded = False
+
+    @property
+    def sid(self) -> str:
+        """The id of the connection that sent the event."""
+        return self._conn.sid
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """A dict that lives as long as the connection."""
+        return self._conn.session
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms the sender is in now."""
+        return self.app.backend.local_rooms(self._conn.sid)
+
+    @property
+    def wants_response(self) -> bool:
+        """Whether the client asked for an acknowledgement that has not been sent yet."""
+        return self._ack is not None and not self._responded
+
+    async def join(self, room: str) -> None:
+        """Put the sender in `room`; raises `InvalidRoomName` for a bad name."""
+        name = self.app.check_room_name(room)
+        if not self._conn.closed:
+            await self.app.backend.join(self._conn.sid, name)
+
+    async def leave(self, room: str) -> None:
+        """Take the sender out of `room` (no-op if it is not there)."""
+        name = self.app.check_room_name(room)
+        await self.app.backend.leave(self._conn.sid, name)
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        """Send `event` to the sender only."""
+        await self.app.deliver((self._conn.sid,), Message(event, data))
+
+    async def respond(self, data: Any = None) -> None:
+        """Acknowledge the event with `data`; only the first response counts."""
+        if self._ack is None or self._responded:
+            return
+        self._responded = True
+        await self._ack(data)
+
+    async def broadcast(self, event: str, data: Any = None) -> None:
+        """Send `event` to every connection except the sender."""
+        await self.app.backend.publish(Target(exclude=self._conn.sid), Message(event, data))
+
+    def room(self, *names: str) -> Room:
+        """The rooms `names` as seen by the sender: their broadcasts leave the sender out."""
+        return Room(self.app, names, exclude=self._conn.sid)
+
+    async def route(self, event: str) -> Any:
+        """Run the handler of `event` with this same request (express.io's forwarding)."""
+        handler = self.app.router.handler(event)
+        if handler is None:
+            raise UnknownEvent(f"No route handles the event {event!r}.")
+        return await self.app.call_handler(handler, self)
+
+    async def fail(self, code: str, message: str) -> None:
+        """Tell the sender this event failed: in the acknowledgement if it asked for one,
+        else as the event `"error"` with `{code, message, event}`."""
+        if self.wants_response:
+            await self.respond({"error": {"code": code, "message": message}})
+        else:
+            await self.emit("error", {"code": code, "message": message, "event": self.event})
+
+    def __repr__(self) -> str:
+        return f"<Request event={self.event!r} sid={self._conn.sid!r}>"

@@ -1,0 +1,93 @@
+"""Routes: which handler runs for which event name."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
+
+from ._exceptions import RouteConflict
+
+if TYPE_CHECKING:
+    from ._request import Request
+
+Handler: TypeAlias = Callable[["Request"], Awaitable[Any]] | Callable[["Request"], Any]
+"""A route handler: `async def handler(req)` or plain `def handler(req)`."""
+
+Routes: TypeAlias = Mapping[str, "Handler | Routes"]
+"""express.io's nested routes: `{"create": f, "update": g}`, nested as deep as needed."""
+
+HandlerT = TypeVar("HandlerT", bound=Handler)
+
+SEPARATOR = ":"
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "error"})
+
+
+def join_event(prefix: str, event: str) -> str:
+    """`join_event("customers", "create")` is `"customers:create"`."""
+    return f"{prefix}{SEPARATOR}{event}" if prefix else event
+
+
+class Router:
+    """A set of routes, optionally under a prefix; include it into an app or another router.
+
+    `Router(prefix="chat")` with a route `"send"` handles the event `"chat:send"` once
+    included with `app.include_router(router)`.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self._handlers: dict[str, Handler] = {}
+
+    @overload
+    def route(self, event: str) -> Callable[[HandlerT], HandlerT]: ...
+    @overload
+    def route(self, event: str, handler: Handler | Routes) -> None: ...
+
+    def route(
+        self, event: str, handler: Handler | Routes | None = None
+    ) -> Callable[[HandlerT], HandlerT] | None:
+        """Register a handler for `event`, as a decorator or directly.
+
+        `route("customers", {"create": f, "update": g})` registers `customers:create` and
+        `customers:update`.
+        """
+        if handler is None:
+
+            def decorator(func: HandlerT) -> HandlerT:
+                self._add(event, func)
+                return func
+
+            return decorator
+        if isinstance(handler, Mapping):
+            for name, sub in handler.items():
+                self.route(join_event(event, name), sub)
+        else:
+            self._add(event, handler)
+        return None
+
+    def include_router(self, router: Router) -> None:
+        """Add every route of `router`, under its prefix."""
+        for event, handler in router._handlers.items():
+            self._add(join_event(router.prefix, event), handler)
+
+    def handler(self, event: str) -> Handler | None:
+        """The handler for `event` (with this router's prefix applied), or `None`."""
+        return self._handlers.get(event)
+
+    @property
+    def events(self) -> frozenset[str]:
+        """Every event name this router handles (before its own prefix is applied)."""
+        return frozenset(self._handlers)
+
+    def _add(self, event: str, handler: Handler) -> None:
+        if not isinstance(event, str) or not event:
+            raise TypeError("An event name must be a non-empty string.")
+        if event in RESERVED_EVENTS:
+            raise ValueError(
+                f"{event!r} is reserved; use on_connect/on_disconnect for connection events."
+            )
+        if not callable(handler):
+            raise TypeError(f"The handler for {event!r} is not callable: {handler!r}")
+        if event in self._handlers:
+            raise RouteConflict(f"The event {event!r} already has a handler.")
+        self._handlers[event] = handler

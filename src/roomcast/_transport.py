@@ -1,0 +1,31 @@
+"""The seam between the app and a wire: what the app needs from a transport."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any
+
+
+class Transport(ABC):
+    """Carries events to connections.
+
+    A transport calls `App.connect`, `App.dispatch` and `App.disconnect` as its connections
+    come, send events and go; the app calls these methods back to reach them.
+    """
+
+    @abstractmethod
+    def encode(self, event: str, data: Any) -> Any:
+        """Return the wire form of one event; called once per broadcast, not per receiver."""
+
+    @abstractmethod
+    async def send(self, sids: Iterable[str], encoded: Any) -> None:
+        """Hand one encoded event to each connection in `sids`.
+
+        Must not wait for a slow peer: buffer, or apply the transport's overflow policy.
+        A sid that is no longer connected is skipped.
+        """
+
+    @abstractmethod
+    async def close(self, sid: str) -> None:
+        """Disconnect `sid` from the server side."""

@@ -1,0 +1,134 @@
+"""python-socketio as a roomcast transport: `attach(app, sio)`.
+
+```python
+sio = socketio.AsyncServer(async_mode="asgi")
+attach(app, sio)
+asgi_app = socketio.ASGIApp(sio)
+```
+
+Every event of the namespace goes through the app. Two things python-socketio's public API
+cannot do are done by relying on a few of its internals, which is why the `socketio` extra pins
+the python-socketio versions this module is tested against (`tests/test_adapter_socketio.py`
+checks each reliance):
+
+- to know whether the client asked for an acknowledgement (so an error goes into the ack, or
+  else as the event `"error"`) and to send the ack as soon as the handler responds, the
+  server's `_handle_event(eio_sid, namespace, id, data)` is wrapped for this namespace, and
+  acks are sent with `_send_packet`;
+- a broadcast is encoded once into Engine.IO packets (`packet_class`) and handed to each
+  receiver with the public `eio.send_packet`, with no task per receiver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import engineio.packet
+import socketio
+import socketio.exceptions
+import socketio.packet
+
+from .._app import App
+from .._exceptions import Reject
+from .._transport import Transport
+
+__all__ = ["SocketIOTransport", "attach"]
+
+_EventHandler = Callable[[str, str | None, int | None, list[Any]], Awaitable[None]]
+
+
+def attach(app: App, sio: socketio.AsyncServer, namespace: str = "/") -> SocketIOTransport:
+    """Route every Socket.IO event of `namespace` through `app`; return the transport."""
+    transport = SocketIOTransport(app, sio, namespace)
+    sio.on("connect", transport._on_connect, namespace=namespace)
+    sio.on("disconnect", transport._on_disconnect, namespace=namespace)
+    next_handler: _EventHandler = sio._handle_event
+
+    async def handle_event(
+        eio_sid: str, event_namespace: str | None, ack_id: int | None, data: list[Any]
+    ) -> None:
+        if (event_namespace or "/") != namespace:
+            await next_handler(eio_sid, event_namespace, ack_id, data)
+        else:
+            await transport._on_event(eio_sid, ack_id, data)
+
+    sio._handle_event = handle_event
+    return transport
+
+
+class SocketIOTransport(Transport):
+    """Carries a roomcast app's events over one namespace of a python-socketio server."""
+
+    def __init__(self, app: App, sio: socketio.AsyncServer, namespace: str = "/") -> None:
+        self.app = app
+        self.sio = sio
+        self.namespace = namespace
+
+    def encode(self, event: str, data: Any) -> list[engineio.packet.Packet]:
+        args = [event] if data is None else [event, data]
+        pkt = self.sio.packet_class(socketio.packet.EVENT, namespace=self.namespace, data=args)
+        encoded = pkt.encode()
+        parts = encoded if isinstance(encoded, list) else [encoded]
+        return [engineio.packet.Packet(engineio.packet.MESSAGE, part) for part in parts]
+
+    async def send(self, sids: Iterable[str], encoded: Any) -> None:
+        eio_sid_of = self.sio.manager.eio_sid_from_sid
+        send_packet = self.sio.eio.send_packet
+        namespace = self.namespace
+        if len(encoded) == 1:
+            (pkt,) = encoded
+            for sid in sids:
+                eio_sid = eio_sid_of(sid, namespace)
+                if eio_sid is not None:
+                    await send_packet(eio_sid, pkt)
+        else:
+            for sid in sids:
+                eio_sid = eio_sid_of(sid, namespace)
+                if eio_sid is not None:
+                    for pkt in encoded:
+                        await send_packet(eio_sid, pkt)
+
+    async def close(self, sid: str) -> None:
+        await self.sio.disconnect(sid, namespace=self.namespace)
+
+    # -- what python-socketio calls ------------------------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            await self.app.handle_connect(sid, auth, self)
+        except Reject as exc:
+            raise socketio.exceptions.ConnectionRefusedError(exc.reason) from exc
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        await self.app.handle_disconnect(sid)
+
+    async def _on_event(self, eio_sid: str, ack_id: int | None, data: list[Any]) -> None:
+        sid = self.sio.manager.sid_from_eio_sid(eio_sid, self.namespace)
+        if sid is None or not data:
+            return
+        event, args = data[0], data[1:]
+        payload = None if not args else args[0] if len(args) == 1 else list(args)
+        ack = None if ack_id is None else _Ack(self, eio_sid, ack_id)
+        await self.app.handle_event(sid, event, payload, ack)
+
+
+class _Ack:
+    """Sends the acknowledgement of one event, as soon as the handler responds."""
+
+    __slots__ = ("_ack_id", "_eio_sid", "_transport")
+
+    def __init__(self, transport: SocketIOTransport, eio_sid: str, ack_id: int) -> None:
+        self._transport = transport
+        self._eio_sid = eio_sid
+        self._ack_id = ack_id
+
+    async def __call__(self, data: Any) -> None:
+        sio = self._transport.sio
+        pkt = sio.packet_class(
+            socketio.packet.ACK,
+            namespace=self._transport.namespace,
+            id=self._ack_id,
+            data=[] if data is None else [data],
+        )
+        await sio._send_packet(self._eio_sid, pkt)

@@ -1,0 +1,61 @@
+"""The default backend: room state in this process's memory."""
+
+from __future__ import annotations
+
+from .._message import Message, Target
+from .._rooms import RoomIndex
+from ._base import Backend, Deliver
+
+
+class MemoryBackend(Backend):
+    """Rooms for a single process. Every operation completes without waiting."""
+
+    def __init__(self) -> None:
+        self._index = RoomIndex()
+        self._connections: set[str] = set()
+
+    async def open(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    async def add(self, sid: str) -> None:
+        self._connections.add(sid)
+
+    async def remove(self, sid: str) -> frozenset[str]:
+        self._connections.discard(sid)
+        return self._index.remove(sid)
+
+    async def join(self, sid: str, room: str) -> None:
+        if sid in self._connections:
+            self._index.join(sid, room)
+
+    async def leave(self, sid: str, room: str) -> None:
+        self._index.leave(sid, room)
+
+    async def members(self, room: str) -> frozenset[str]:
+        return frozenset(self._index.members(room))
+
+    async def rooms_of(self, sid: str) -> frozenset[str]:
+        return self._index.rooms_of(sid)
+
+    def local_rooms(self, sid: str) -> frozenset[str]:
+        return self._index.rooms_of(sid)
+
+    async def publish(self, target: Target, message: Message) -> None:
+        if target.sid is not None:
+            receivers: set[str] | frozenset[str] = (
+                {target.sid} if target.sid in self._connections else frozenset()
+            )
+        elif target.rooms is None:
+            receivers = self._connections
+        elif len(target.rooms) == 1:
+            (room,) = target.rooms
+            receivers = self._index.members(room)  # type: ignore[assignment]
+        else:
+            receivers = self._index.union(target.rooms)
+        if target.exclude is not None and target.exclude in receivers:
+            receivers = receivers - {target.exclude}
+        if receivers:
+            await self._deliver(receivers, message)
+
+    def __repr__(self) -> str:
+        return f"<MemoryBackend connections={len(self._connections)} rooms={len(self._index)}>"

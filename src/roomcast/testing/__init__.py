@@ -1,0 +1,6 @@
+"""Test a roomcast app with no network: `TestClient` talks to it over an in-memory transport."""
+
+from ._client import Message as Message
+from ._client import TestClient as TestClient
+
+__all__ = ["Message", "TestClient"]

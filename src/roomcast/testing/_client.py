@@ -1,0 +1,247 @@
+"""`TestClient`: a client connected to an app through an in-memory transport."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .. import _codec
+from .._app import App
+from .._exceptions import ConnectionClosed, ConnectionRejected, Reject
+from .._transport import Transport
+
+DEFAULT_MAX_BUFFERED = 10_000
+
+_Event = tuple[str, Any, Any]  # event, data, ack
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An event a client received: its name and its data, as decoded from the wire."""
+
+    event: str
+    data: Any
+
+
+class MemoryTransport(Transport):
+    """Carries events between an app and its test clients within this process."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, TestClient] = {}
+
+    def encode(self, event: str, data: Any) -> _codec.Encoded:
+        return _codec.encode([event, data])
+
+    async def send(self, sids: Iterable[str], encoded: Any) -> None:
+        clients = self.clients
+        for sid in sids:
+            client = clients.get(sid)
+            if client is not None:
+                client._push(encoded)
+
+    async def close(self, sid: str) -> None:
+        client = self.clients.get(sid)
+        if client is not None:
+            await client._close(by_server=True)
+
+
+_transports: weakref.WeakKeyDictionary[App, MemoryTransport] = weakref.WeakKeyDictionary()
+
+
+def _transport_of(app: App) -> MemoryTransport:
+    transport = _transports.get(app)
+    if transport is None:
+        transport = _transports[app] = MemoryTransport()
+    return transport
+
+
+class TestClient:
+    """A client of `app` with no network, seeing exactly what a Socket.IO client would.
+
+    ```python
+    async with TestClient(app) as alice, TestClient(app) as bob:
+        await alice.emit("ready", "chat")
+        msg = await bob.receive(timeout=1.0)
+    ```
+
+    Entering connects (raising `ConnectionRejected` when an `on_connect` hook refuses);
+    leaving disconnects. Payloads go through JSON both ways, as on the wire. At most
+    `max_buffered` received events wait to be read; a client that falls further behind is
+    disconnected by the server, as a slow consumer.
+    """
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    _inbox_send: MemoryObjectSendStream[_codec.Encoded]
+    _inbox: MemoryObjectReceiveStream[_codec.Encoded]
+    _events: MemoryObjectSendStream[_Event]
+    _events_out: MemoryObjectReceiveStream[_Event]
+
+    def __init__(
+        self, app: App, auth: Any = None, *, max_buffered: int = DEFAULT_MAX_BUFFERED
+    ) -> None:
+        self.app = app
+        self.auth = auth
+        self.sid = secrets.token_urlsafe(15)
+        self._transport = _transport_of(app)
+        self._max_buffered = max_buffered
+        self._ack_ids = itertools.count()
+        self._acks: dict[int, tuple[anyio.Event, list[Any]]] = {}
+        self._task_group: TaskGroup | None = None
+        self._connected = False
+        self._closed_by_server = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open."""
+        return self._connected
+
+    async def __aenter__(self) -> TestClient:
+        if self._task_group is not None:
+            raise RuntimeError("A TestClient connects once; make a new one to reconnect.")
+        self._inbox_send, self._inbox = anyio.create_memory_object_stream[_codec.Encoded](
+            self._max_buffered
+        )
+        self._events, self._events_out = anyio.create_memory_object_stream[_Event](
+            self._max_buffered
+        )
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._transport.clients[self.sid] = self
+        try:
+            auth = _codec.decode(_codec.encode(self.auth))
+            await self.app.handle_connect(self.sid, auth, self._transport)
+        except BaseException as exc:
+            self._transport.clients.pop(self.sid, None)
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
+            self._close_streams()
+            if isinstance(exc, Reject):
+                raise ConnectionRejected(exc.reason) from exc
+            raise
+        self._connected = True
+        self._task_group.start_soon(self._run_events)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        with anyio.CancelScope(shield=True):
+            await self.disconnect()
+        self._task_group.cancel_scope.cancel()
+        try:
+            return await self._task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            self._close_streams()
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        """Send `event` with `data` to the app; returns once it is on its way."""
+        await self._send(event, data, None)
+
+    async def call(self, event: str, data: Any = None, *, timeout: float = 5.0) -> Any:
+        """Send `event` and wait for its acknowledgement; return the ack payload as sent.
+
+        An error acknowledgement (`{"error": {...}}`) is returned, not raised. Raises
+        `TimeoutError` when no acknowledgement arrives in `timeout` seconds.
+        """
+        ack_id = next(self._ack_ids)
+        arrived, payload = self._acks[ack_id] = (anyio.Event(), [])
+        try:
+            await self._send(event, data, ack_id)
+            with anyio.fail_after(timeout):
+                await arrived.wait()
+        finally:
+            del self._acks[ack_id]
+        return payload[0]
+
+    async def receive(self, *, timeout: float = 5.0) -> Message:
+        """The next event the app sent this client.
+
+        Raises `TimeoutError` when none arrives in `timeout` seconds, and `ConnectionClosed`
+        once the connection is closed and every event sent before was received.
+        """
+        try:
+            with anyio.fail_after(timeout):
+                encoded = await self._inbox.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise ConnectionClosed("The connection is closed.") from None
+        event, data = _codec.decode(encoded)
+        return Message(event, data)
+
+    async def disconnect(self) -> None:
+        """Close the connection (no-op when already closed)."""
+        await self._close(by_server=False)
+
+    def _close_streams(self) -> None:
+        for stream in (self._inbox_send, self._inbox, self._events, self._events_out):
+            stream.close()
+
+    # -- the server side -----------------------------------------------------------------------
+
+    def _push(self, encoded: _codec.Encoded) -> None:
+        try:
+            self._inbox_send.send_nowait(encoded)
+        except anyio.WouldBlock:
+            if self._task_group is not None and self._connected:
+                self._task_group.start_soon(self._close, True)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    async def _send(self, event: str, data: Any, ack_id: int | None) -> None:
+        if not self._connected:
+            raise ConnectionClosed("The connection is closed.")
+        # What the app receives went through the wire format, as over a real socket.
+        event, data = _codec.decode(_codec.encode([event, data]))
+        await self._events.send((event, data, ack_id))
+
+    async def _run_events(self) -> None:
+        async with self._events_out:
+            async for event, data, ack_id in self._events_out:
+                ack = None if ack_id is None else _Ack(self, ack_id)
+                await self.app.handle_event(self.sid, event, data, ack)
+
+    def _acknowledge(self, ack_id: int, encoded: _codec.Encoded) -> None:
+        waiter = self._acks.get(ack_id)
+        if waiter is not None and not waiter[0].is_set():
+            waiter[1].append(_codec.decode(encoded))
+            waiter[0].set()
+
+    async def _close(self, by_server: bool) -> None:
+        if not self._connected:
+            return
+        self._connected = False
+        self._closed_by_server = by_server
+        self._transport.clients.pop(self.sid, None)
+        self._inbox_send.close()
+        self._events.close()
+        await self.app.handle_disconnect(self.sid)
+
+    def __repr__(self) -> str:
+        state = "connected" if self._connected else "closed"
+        return f"<TestClient sid={self.sid!r} {state}>"
+
+
+class _Ack:
+    """The acknowledgement callback of one event, as the app sees it."""
+
+    __slots__ = ("_ack_id", "_client")
+
+    def __init__(self, client: TestClient, ack_id: int) -> None:
+        self._client = client
+        self._ack_id = ack_id
+
+    async def __call__(self, data: Any) -> None:
+        self._client._acknowledge(self._ack_id, _codec.encode(data))

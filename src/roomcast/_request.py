@@ -79,7 +79,11 @@ class Request:
         if self._ack is None or self._responded:
             return
         self._responded = True
-        await self._ack(data)
+        try:
+            await self._ack(data)
+        except BaseException:
+            self._responded = False  # nothing was sent: an error may still take its place
+            raise
 
     async def broadcast(self, event: str, data: Any = None) -> None:
         """Send `event` to every connection except the sender."""

@@ -1,0 +1,202 @@
+"""What only the python-socketio adapter does; the shared table is in test_semantics.py."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import socketio
+
+from roomcast import App, Request
+from roomcast.adapters.socketio import SocketIOTransport, attach
+
+from .servers import Client, serve
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # python-socketio runs on asyncio only
+
+
+@pytest.fixture
+def app() -> App:
+    return App()
+
+
+@pytest.fixture
+def sio(app: App) -> socketio.AsyncServer:
+    server = socketio.AsyncServer(async_mode="asgi")
+    attach(app, server)
+    return server
+
+
+@pytest.fixture
+async def url(sio: socketio.AsyncServer) -> AsyncIterator[str]:
+    async with serve(socketio.ASGIApp(sio)) as base:
+        yield base
+
+
+def test_the_internals_relied_on_are_there() -> None:
+    """The adapter leans on these python-socketio internals; a release that changes one
+    must fail here before it fails users."""
+    params = list(inspect.signature(socketio.AsyncServer._handle_event).parameters)
+    assert params == ["self", "eio_sid", "namespace", "id", "data"]
+    assert inspect.iscoroutinefunction(socketio.AsyncServer._send_packet)
+    assert list(inspect.signature(socketio.AsyncServer._send_packet).parameters) == [
+        "self",
+        "eio_sid",
+        "pkt",
+    ]
+    server = socketio.AsyncServer(async_mode="asgi")
+    assert server.packet_class is socketio.packet.Packet
+    assert callable(server.manager.eio_sid_from_sid)
+    assert callable(server.manager.sid_from_eio_sid)
+    assert inspect.iscoroutinefunction(server.eio.send_packet)
+
+
+async def test_events_of_one_client_are_handled_in_order(app: App, url: str) -> None:
+    order: list[int] = []
+
+    @app.route("n")
+    async def n(req: Request) -> None:
+        await asyncio.sleep(0.002 * (req.data % 3))
+        order.append(req.data)
+
+    async with Client(url) as client:
+        for i in range(40):
+            await client.emit("n", i)
+        assert await client.call("n", 40) is None
+    assert order == list(range(41))
+
+
+async def test_the_ack_leaves_as_soon_as_the_handler_responds(app: App, url: str) -> None:
+    release = asyncio.Event()
+
+    @app.route("early")
+    async def early(req: Request) -> None:
+        await req.respond("right away")
+        await release.wait()
+
+    async with Client(url) as client:
+        assert await client.call("early", timeout=2) == "right away"
+        release.set()
+
+
+async def test_binary_payloads(app: App, url: str) -> None:
+    @app.route("file")
+    async def file(req: Request) -> None:
+        await app.room("files").broadcast("file", {"name": "a.bin", "chunk": req.data["chunk"]})
+
+    @app.route("join")
+    async def join(req: Request) -> None:
+        await req.join("files")
+
+    async with Client(url) as alice, Client(url) as bob:
+        await bob.call("join")
+        await alice.emit("file", {"chunk": b"\x00\xff" * 10})
+        msg = await bob.receive()
+        assert msg.data == {"name": "a.bin", "chunk": b"\x00\xff" * 10}
+
+
+async def test_several_arguments_arrive_as_a_list(app: App, url: str) -> None:
+    @app.route("many")
+    async def many(req: Request) -> Any:
+        return req.data
+
+    async with Client(url) as client:
+        assert await client.sio.call("many", (1, "two", [3])) == [1, "two", [3]]
+        assert await client.sio.call("many") is None
+
+
+async def test_a_room_broadcast_encodes_once_and_spawns_no_task_per_receiver(
+    app: App, sio: socketio.AsyncServer, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encodes = 0
+    tasks_during_broadcast = 0
+
+    class CountingPacket(socketio.packet.Packet):  # type: ignore[misc]
+        def encode(self) -> Any:
+            nonlocal encodes
+            encodes += 1
+            return super().encode()
+
+    @app.route("join")
+    async def join(req: Request) -> None:
+        await req.join("big")
+
+    @app.route("fanout")
+    async def fanout(req: Request) -> None:
+        nonlocal tasks_during_broadcast, encodes
+        real_create_task = asyncio.create_task
+        created = 0
+
+        def counting_create_task(*args: Any, **kwargs: Any) -> Any:
+            nonlocal created
+            created += 1
+            return real_create_task(*args, **kwargs)
+
+        monkeypatch.setattr(sio, "packet_class", CountingPacket)
+        monkeypatch.setattr(asyncio, "create_task", counting_create_task)
+        encodes = 0
+        await app.room("big").broadcast("hello", "all of you")
+        monkeypatch.undo()
+        tasks_during_broadcast = created
+
+    clients = [Client(url) for _ in range(12)]
+    for client in clients:
+        await client.__aenter__()
+    try:
+        for client in clients:
+            await client.call("join")
+        await clients[0].emit("fanout")
+        for client in clients:
+            assert (await client.receive()).data == "all of you"
+    finally:
+        for client in clients:
+            await client.__aexit__(None, None, None)
+    assert encodes == 1
+    assert tasks_during_broadcast == 0
+
+
+async def test_server_side_disconnect(app: App, url: str) -> None:
+    @app.route("join_and_leave")
+    async def join_and_leave(req: Request) -> None:
+        await req.join("room")
+        await app.disconnect(req.sid)
+
+    async with Client(url) as client:
+        sid = client.sid
+        await client.emit("join_and_leave")
+        for _ in range(100):
+            if not client.sio.connected:
+                break
+            await asyncio.sleep(0.02)
+        assert not client.sio.connected
+    assert await app.rooms_of(sid) == frozenset()
+    assert app.connections == frozenset()
+
+
+async def test_other_namespaces_are_left_alone(app: App) -> None:
+    sio = socketio.AsyncServer(async_mode="asgi")
+    transport = attach(app, sio, namespace="/rooms")
+    assert isinstance(transport, SocketIOTransport)
+
+    @sio.on("ping")  # type: ignore[untyped-decorator]
+    async def ping(sid: str, data: Any) -> str:
+        return f"pong {data}"
+
+    @app.route("ping")
+    async def room_ping(req: Request) -> str:
+        return f"roomcast {req.data}"
+
+    async with serve(socketio.ASGIApp(sio)) as base:
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(base, namespaces=["/", "/rooms"], transports=["websocket"])
+        try:
+            assert await client.call("ping", 1, timeout=5) == "pong 1"
+            assert await client.call("ping", 2, namespace="/rooms", timeout=5) == "roomcast 2"
+        finally:
+            await client.disconnect()

@@ -1,0 +1,42 @@
+import roomcast
+import roomcast.backends
+import roomcast.testing
+
+
+def test_public_surface() -> None:
+    assert roomcast.__all__ == [
+        "App",
+        "ConnectionClosed",
+        "ConnectionRejected",
+        "EventError",
+        "InvalidPayload",
+        "InvalidRoomName",
+        "Reject",
+        "Request",
+        "Room",
+        "RoomcastError",
+        "RouteConflict",
+        "Router",
+        "Transport",
+        "UnknownEvent",
+        "__version__",
+    ]
+    assert roomcast.testing.__all__ == ["Message", "TestClient"]
+    assert roomcast.backends.__all__ == ["Backend", "Deliver", "MemoryBackend"]
+    for module in (roomcast, roomcast.testing, roomcast.backends):
+        for name in module.__all__:
+            assert hasattr(module, name), name
+
+
+def test_every_exception_derives_from_roomcast_error() -> None:
+    for name in roomcast.__all__:
+        member = getattr(roomcast, name)
+        if isinstance(member, type) and issubclass(member, BaseException):
+            assert issubclass(member, roomcast.RoomcastError), name
+            assert (member.__doc__ or "").startswith("Raised "), name
+
+
+def test_error_codes() -> None:
+    assert roomcast.UnknownEvent.code == "unknown_event"
+    assert roomcast.InvalidPayload.code == "invalid_payload"
+    assert roomcast.InvalidRoomName.code == "invalid_room"

@@ -1,0 +1,148 @@
+from typing import Any
+
+import anyio
+import pytest
+
+from roomcast import App, ConnectionClosed, ConnectionRejected, Reject, Request
+from roomcast.testing import Message, TestClient
+
+
+def make_app() -> App:
+    app = App()
+
+    @app.on_connect
+    async def gate(req: Request) -> None:
+        if req.data == "no":
+            raise Reject("go away")
+
+    @app.route("echo")
+    async def echo(req: Request) -> Any:
+        await req.emit("echoed", req.data)
+        return req.data
+
+    @app.route("silent")
+    async def silent(req: Request) -> None:
+        await anyio.sleep(10)
+
+    @app.route("flood")
+    async def flood(req: Request) -> None:
+        for n in range(req.data):
+            await req.emit("n", n)
+
+    return app
+
+
+async def test_receive_and_call() -> None:
+    app = make_app()
+    async with TestClient(app) as client:
+        assert client.connected
+        assert await client.call("echo", [1, 2]) == [1, 2]
+        assert await client.receive(timeout=1.0) == Message("echoed", [1, 2])
+
+
+async def test_receive_times_out_with_timeout_error() -> None:
+    async with TestClient(make_app()) as client:
+        with pytest.raises(TimeoutError):
+            await client.receive(timeout=0.05)
+
+
+async def test_call_times_out_when_no_ack_arrives() -> None:
+    async with TestClient(make_app()) as client:
+        with pytest.raises(TimeoutError):
+            await client.call("silent", timeout=0.05)
+
+
+async def test_refused_client_raises_with_the_reason() -> None:
+    app = make_app()
+    with pytest.raises(ConnectionRejected, match="go away") as info:
+        async with TestClient(app, auth="no"):
+            pytest.fail("should not connect")
+    assert info.value.reason == "go away"
+    assert app.connections == frozenset()
+
+
+async def test_payloads_go_through_the_wire_format() -> None:
+    app = App()
+    received: list[Any] = []
+
+    @app.route("keep")
+    async def keep(req: Request) -> Any:
+        received.append(req.data)
+        return {"tuple": (1, 2), 3: "int key", "blob": b"\x00\x01"}
+
+    async with TestClient(app) as client:
+        sent = {"nested": (1, 2), "bytes": b"\xff"}
+        answer = await client.call("keep", sent)
+        assert received == [{"nested": [1, 2], "bytes": b"\xff"}]
+        assert answer == {"tuple": [1, 2], "3": "int key", "blob": b"\x00\x01"}
+        with pytest.raises(TypeError):
+            await client.emit("keep", {1, 2})
+
+
+async def test_a_payload_the_wire_cannot_carry_is_an_internal_error() -> None:
+    app = App()
+
+    @app.route("bad")
+    async def bad(req: Request) -> None:
+        await req.respond({"a set": {1, 2}})
+
+    async with TestClient(app) as client:
+        answer = await client.call("bad")
+        assert answer == {"error": {"code": "internal", "message": "Internal server error."}}
+
+
+async def test_disconnect_is_idempotent_and_closes() -> None:
+    app = make_app()
+    async with TestClient(app) as client:
+        await client.disconnect()
+        await client.disconnect()
+        assert not client.connected
+        with pytest.raises(ConnectionClosed):
+            await client.emit("echo", 1)
+        with pytest.raises(ConnectionClosed):
+            await client.receive(timeout=0.1)
+    assert app.connections == frozenset()
+
+
+async def test_events_sent_before_a_close_can_still_be_read() -> None:
+    app = make_app()
+    async with TestClient(app) as client:
+        await client.call("flood", 3)
+        await client.disconnect()
+        assert [(await client.receive()).data for _ in range(3)] == [0, 1, 2]
+        with pytest.raises(ConnectionClosed):
+            await client.receive()
+
+
+async def test_a_client_that_falls_too_far_behind_is_disconnected() -> None:
+    app = make_app()
+    async with TestClient(app, max_buffered=5) as slow, TestClient(app) as other:
+        await slow.call("flood", 20)  # nobody reads while the handler sends
+        received = [(await slow.receive()).data for _ in range(5)]
+        with pytest.raises(ConnectionClosed):
+            await slow.receive()
+        assert received == [0, 1, 2, 3, 4]
+        assert app.connections == {other.sid}
+        assert await other.call("echo", "ok") == "ok"
+
+
+async def test_a_client_connects_once() -> None:
+    client = TestClient(make_app())
+    async with client:
+        pass
+    with pytest.raises(RuntimeError, match="once"):
+        async with client:
+            pass
+
+
+async def test_leaving_the_block_cancels_a_handler_still_running() -> None:
+    app = make_app()
+    async with TestClient(app) as client:
+        await client.emit("silent")
+        await anyio.sleep(0.01)
+    assert app.connections == frozenset()
+
+
+def test_repr() -> None:
+    client = TestClient(App())
+    assert repr(client) == f"<TestClient sid={client.sid!r} closed>"

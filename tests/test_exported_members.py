@@ -6,6 +6,7 @@ import roomcast.testing
 def test_public_surface() -> None:
     assert roomcast.__all__ == [
         "App",
+        "BackendUnavailable",
         "ConnectionClosed",
         "ConnectionRejected",
         "EventError",
@@ -21,7 +22,7 @@ def test_public_surface() -> None:
         "UnknownEvent",
         "__version__",
     ]
-    assert roomcast.testing.__all__ == ["Message", "TestClient"]
+    assert roomcast.testing.__all__ == ["BackendConformance", "Message", "TestClient"]
     assert roomcast.backends.__all__ == ["Backend", "Deliver", "MemoryBackend"]
     for module in (roomcast, roomcast.testing, roomcast.backends):
         for name in module.__all__:
@@ -40,3 +41,4 @@ def test_error_codes() -> None:
     assert roomcast.UnknownEvent.code == "unknown_event"
     assert roomcast.InvalidPayload.code == "invalid_payload"
     assert roomcast.InvalidRoomName.code == "invalid_room"
+    assert roomcast.BackendUnavailable.code == "unavailable"

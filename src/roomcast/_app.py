@@ -112,8 +112,20 @@ class App(Router):
         """The sids of this process's open connections."""
         return frozenset(self._connections)
 
+    async def start(self) -> None:
+        """Open the backend. Call `stop` from the same task (an ASGI lifespan does)."""
+        if not self._opened:
+            self._opened = True
+            await self.backend.open(self.deliver)
+
+    async def stop(self) -> None:
+        """Close the backend; connections still open stay in this process's memory only."""
+        if self._opened:
+            self._opened = False
+            await self.backend.close()
+
     async def __aenter__(self) -> App:
-        await self._open()
+        await self.start()
         return self
 
     async def __aexit__(
@@ -122,9 +134,7 @@ class App(Router):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._opened:
-            self._opened = False
-            await self.backend.close()
+        await self.stop()
 
     # -- what transports call ------------------------------------------------------------------
 
@@ -227,8 +237,13 @@ class App(Router):
 
     async def _open(self) -> None:
         if not self._opened:
-            self._opened = True
-            await self.backend.open(self.deliver)
+            if self.backend.requires_start:
+                raise RuntimeError(
+                    f"{type(self.backend).__name__} runs background tasks: start the app "
+                    "first (`async with app:`, or on_startup=app.start and "
+                    "on_shutdown=app.stop in the ASGI app)."
+                )
+            await self.start()
 
     def _drop(self, conn: Connection) -> None:
         conn.closed = True

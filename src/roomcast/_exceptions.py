@@ -6,7 +6,8 @@ The tree::
     ├── EventError              (the sender of an event gets an error with `.code`)
     │   ├── UnknownEvent        unknown_event
     │   ├── InvalidPayload      invalid_payload
-    │   └── InvalidRoomName     invalid_room
+    │   ├── InvalidRoomName     invalid_room
+    │   └── BackendUnavailable  unavailable
     ├── Reject                  (an on_connect hook refuses a connection)
     ├── ConnectionRejected      (a client was refused; raised on the client side)
     ├── ConnectionClosed        (a client used a connection that is closed)
@@ -20,6 +21,7 @@ caller's misuse, raised while the app is being set up.
 from __future__ import annotations
 
 __all__ = [
+    "BackendUnavailable",
     "ConnectionClosed",
     "ConnectionRejected",
     "EventError",
@@ -58,6 +60,12 @@ class InvalidRoomName(EventError, ValueError):
     """Raised when a room name is not a non-empty string within the length limit."""
 
     code = "invalid_room"
+
+
+class BackendUnavailable(EventError):
+    """Raised when the backend cannot reach the shared room state (e.g. Redis is down)."""
+
+    code = "unavailable"
 
 
 class Reject(RoomcastError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Collection
+from typing import ClassVar
 
 from .._message import Message, Target
 
@@ -17,8 +18,13 @@ class Backend(ABC):
     Subclasses implement every abstract method; one that does not fails when constructed.
     `members` and `rooms_of` answer for the whole deployment (every process sharing the
     backend); `local_rooms` answers for a connection of this process, synchronously.
-    The app calls `open` once before the first connection and `close` at shutdown.
+    The app calls `open` once before the first connection and `close` at shutdown. A backend
+    with `requires_start = True` runs background tasks between the two, so both must come from
+    the same task: the app must be started explicitly (`async with app:`, or `app.start()` and
+    `app.stop()` from one task such as an ASGI lifespan) rather than on first connection.
     """
+
+    requires_start: ClassVar[bool] = False
 
     async def open(self, deliver: Deliver) -> None:
         """Start; `deliver(sids, message)` reaches connections of this process."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 from .._message import Message, Target
 from .._rooms import RoomIndex
 from ._base import Backend, Deliver
@@ -13,6 +15,16 @@ class MemoryBackend(Backend):
     def __init__(self) -> None:
         self._index = RoomIndex()
         self._connections: set[str] = set()
+
+    @property
+    def index(self) -> RoomIndex:
+        """The membership of this process's connections."""
+        return self._index
+
+    @property
+    def connections(self) -> Set[str]:
+        """The connections of this process: a live view, not to be changed by the caller."""
+        return self._connections
 
     async def open(self, deliver: Deliver) -> None:
         self._deliver = deliver

@@ -2,5 +2,6 @@
 
 from ._client import Message as Message
 from ._client import TestClient as TestClient
+from ._conformance import BackendConformance as BackendConformance
 
-__all__ = ["Message", "TestClient"]
+__all__ = ["BackendConformance", "Message", "TestClient"]

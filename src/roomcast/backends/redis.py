@@ -1,0 +1,427 @@
+"""Rooms shared by many processes through Redis: `RedisBackend` (extra `roomcast[redis]`).
+
+```python
+app = App(backend=RedisBackend("redis://127.0.0.1:6379/0"))
+async with app:          # or socketio.ASGIApp(sio, on_startup=app.start, on_shutdown=app.stop)
+    ...
+```
+
+How it works:
+
+- Each process (a *node*) keeps the membership of its own connections in memory, exactly like
+  `MemoryBackend`, and delivers to them directly: a broadcast reaches local members at once,
+  then goes to the other nodes through Redis pub/sub.
+- Membership is mirrored into Redis sets (`room:<name>` → sids, `rooms:<sid>` → rooms), which
+  answer `members`, `count` and `rooms_of` for the whole deployment.
+- There is one pub/sub channel per room; a node subscribes to a room's channel only while it
+  has local members there, so it receives and decodes only the messages it has receivers for.
+  A broadcast to several rooms is published once per room; a receiver in two of them gets it
+  from the first of those rooms (in sorted order) only.
+- A node keeps an `alive:<node>` key with a time to live and refreshes it; every node reaps,
+  atomically, the connections of any node whose key has expired, so a process killed without
+  cleanup leaves no member behind after `dead_after` plus one `heartbeat`.
+- When Redis goes away, local delivery goes on; operations that need Redis raise
+  `BackendUnavailable` at once. The node reconnects with backoff, subscribes again, wipes what
+  Redis still holds of it and registers its current connections again. Messages published
+  while a node was cut off are not replayed (pub/sub is at most once).
+
+Redis's client is asyncio-based, so this backend runs on asyncio only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import anyio
+import redis.asyncio as aioredis
+import redis.exceptions
+from anyio.abc import TaskGroup
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .. import _codec
+from .._exceptions import BackendUnavailable
+from .._message import Message, Target
+from ._base import Backend, Deliver
+from .memory import MemoryBackend
+
+__all__ = ["RedisBackend"]
+
+logger = logging.getLogger("roomcast")
+
+_REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+# Forget a connection: take it out of each of its rooms and of its node.
+# ARGV: prefix, sid, node
+_REMOVE = """
+local p, sid, node = ARGV[1], ARGV[2], ARGV[3]
+local rooms = redis.call('SMEMBERS', p .. 'rooms:' .. sid)
+for _, room in ipairs(rooms) do redis.call('SREM', p .. 'room:' .. room, sid) end
+redis.call('DEL', p .. 'rooms:' .. sid)
+redis.call('SREM', p .. 'node:' .. node, sid)
+redis.call('HDEL', p .. 'owner', sid)
+return rooms
+"""
+
+# Forget every connection of each node that is dead (no alive key), or of the node given.
+# ARGV: prefix, node to wipe unconditionally ('' for none)
+_REAP = """
+local p, wipe = ARGV[1], ARGV[2]
+local reaped = 0
+local nodes = redis.call('SMEMBERS', p .. 'nodes')
+if wipe ~= '' then table.insert(nodes, wipe) end
+for _, node in ipairs(nodes) do
+  if node == wipe or redis.call('EXISTS', p .. 'alive:' .. node) == 0 then
+    for _, sid in ipairs(redis.call('SMEMBERS', p .. 'node:' .. node)) do
+      for _, room in ipairs(redis.call('SMEMBERS', p .. 'rooms:' .. sid)) do
+        redis.call('SREM', p .. 'room:' .. room, sid)
+      end
+      redis.call('DEL', p .. 'rooms:' .. sid)
+      if redis.call('HGET', p .. 'owner', sid) == node then
+        redis.call('HDEL', p .. 'owner', sid)
+      end
+      reaped = reaped + 1
+    end
+    redis.call('DEL', p .. 'node:' .. node)
+    if node ~= wipe then redis.call('SREM', p .. 'nodes', node) end
+  end
+end
+return reaped
+"""
+
+
+class RedisBackend(Backend):
+    """Rooms shared by every process that uses the same Redis and `prefix`.
+
+    `dead_after`: seconds after which a silent node's connections are removed;
+    `heartbeat`: how often a node proves it is alive and looks for dead ones;
+    `timeout`: the longest a Redis operation may take before `BackendUnavailable`.
+    """
+
+    requires_start: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "roomcast:",
+        dead_after: float = 10.0,
+        heartbeat: float = 2.0,
+        timeout: float = 2.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        if heartbeat >= dead_after:
+            raise ValueError("heartbeat must be shorter than dead_after.")
+        self.url = url
+        self.prefix = prefix
+        self.dead_after = dead_after
+        self.heartbeat = heartbeat
+        self.timeout = timeout
+        self.max_backoff = max_backoff
+        self.node = secrets.token_hex(8)
+        self._local = MemoryBackend()
+        self._redis: aioredis.Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._task_group: TaskGroup | None = None
+        self._available = False
+
+    # -- life ----------------------------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        """Whether Redis is reachable now, as far as this node knows."""
+        return self._available
+
+    async def open(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._connected = anyio.Event()
+        await self._local.open(deliver)
+        self._redis = aioredis.Redis.from_url(
+            self.url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._listen)
+        self._task_group.start_soon(self._beat)
+        # Start connected when Redis is there; when it is not, run locally and keep trying.
+        with anyio.move_on_after(self.timeout):
+            await self._connected.wait()
+
+    async def close(self) -> None:
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
+            self._task_group = None
+        with anyio.CancelScope(shield=True):
+            if self._available:
+                try:
+                    with anyio.fail_after(self.timeout):
+                        await self._script(_REAP, self.prefix, self.node)
+                        await self._call("SREM", self._key("nodes"), self.node)
+                        await self._call("DEL", self._key("alive", self.node))
+                except (BackendUnavailable, TimeoutError):
+                    pass  # the survivors reap what is left
+            self._available = False
+            if self._pubsub is not None:
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                self._pubsub = None
+            if self._redis is not None:
+                await self._redis.aclose()
+                self._redis = None
+
+    # -- membership ----------------------------------------------------------------------------
+
+    async def add(self, sid: str) -> None:
+        await self._local.add(sid)
+        await self._mirror(
+            ("HSET", self._key("owner"), sid, self.node),
+            ("SADD", self._key("node", self.node), sid),
+        )
+
+    async def remove(self, sid: str) -> frozenset[str]:
+        rooms = await self._local.remove(sid)
+        await self._unsubscribe(rooms)
+        if self._available:
+            # While Redis is down this node's entries are wiped and written again on return.
+            with contextlib.suppress(BackendUnavailable):
+                await self._script(_REMOVE, self.prefix, sid, self.node)
+        return rooms
+
+    async def join(self, sid: str, room: str) -> None:
+        if not self._is_local(sid):
+            return
+        first = not self._local.index.members(room)
+        await self._local.join(sid, room)
+        if first:
+            await self._subscribe(room)
+        await self._mirror(
+            ("SADD", self._key("room", room), sid), ("SADD", self._key("rooms", sid), room)
+        )
+
+    async def leave(self, sid: str, room: str) -> None:
+        await self._local.leave(sid, room)
+        await self._unsubscribe((room,))
+        await self._mirror(
+            ("SREM", self._key("room", room), sid), ("SREM", self._key("rooms", sid), room)
+        )
+
+    async def members(self, room: str) -> frozenset[str]:
+        sids = await self._call("SMEMBERS", self._key("room", room))
+        return frozenset(sid.decode() for sid in sids)
+
+    async def rooms_of(self, sid: str) -> frozenset[str]:
+        if self._is_local(sid):
+            return self._local.local_rooms(sid)
+        rooms = await self._call("SMEMBERS", self._key("rooms", sid))
+        return frozenset(room.decode() for room in rooms)
+
+    def local_rooms(self, sid: str) -> frozenset[str]:
+        return self._local.local_rooms(sid)
+
+    # -- broadcast -----------------------------------------------------------------------------
+
+    async def publish(self, target: Target, message: Message) -> None:
+        await self._local.publish(target, message)
+        if target.sid is not None:
+            if self._is_local(target.sid):
+                return
+            owner = await self._call("HGET", self._key("owner"), target.sid)
+            if owner is None:
+                return
+            channels = [self._key("c", "node", owner.decode())]
+        elif target.rooms is None:
+            channels = [self._key("c", "all")]
+        else:
+            channels = [self._key("c", "room", room) for room in sorted(target.rooms)]
+        frame = _frame(
+            [
+                self.node,
+                None if target.rooms is None else sorted(target.rooms),
+                target.sid,
+                target.exclude,
+                message.event,
+                message.data,
+            ]
+        )
+        for channel in channels:
+            await self._call("PUBLISH", channel, frame)
+
+    async def _receive_safely(self, channel: bytes, frame: bytes) -> None:
+        try:
+            await self._receive(channel.decode(), frame)
+        except Exception:
+            logger.exception("Dropped a message from Redis that could not be handled.")
+
+    async def _receive(self, channel: str, frame: bytes) -> None:
+        origin, rooms, sid, exclude, event, data = _unframe(frame)
+        if origin == self.node:
+            return  # delivered locally when it was published
+        local = self._local.index
+        connections = self._local.connections
+        if sid is not None:
+            receivers: Iterable[str] = (sid,) if sid in connections else ()
+        elif rooms is None:
+            receivers = connections
+        else:
+            room = channel[len(self._key("c", "room", "")) :]
+            earlier = [r for r in rooms if r < room]
+            receivers = [
+                member
+                for member in local.members(room)
+                if not any(member in local.members(r) for r in earlier)
+            ]
+        receivers = [receiver for receiver in receivers if receiver != exclude]
+        if receivers:
+            await self._deliver(receivers, Message(event, data))
+
+    # -- Redis ---------------------------------------------------------------------------------
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _is_local(self, sid: str) -> bool:
+        return sid in self._local.connections
+
+    async def _call(self, *args: Any) -> Any:
+        if not self._available or self._redis is None:
+            raise BackendUnavailable("The shared room state (Redis) is unreachable.")
+        try:
+            with anyio.fail_after(self.timeout):
+                return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
+        except (*_REDIS_ERRORS, TimeoutError) as exc:
+            self._lost(exc)
+            raise BackendUnavailable("The shared room state (Redis) is unreachable.") from exc
+
+    async def _script(self, script: str, *args: str) -> Any:
+        return await self._call("EVAL", script, 0, *args)
+
+    async def _mirror(self, *commands: tuple[Any, ...]) -> None:
+        """Write local membership into Redis; while it is down, registration waits for the
+        reconnection, which writes everything again."""
+        if not self._available or self._redis is None:
+            return
+        try:
+            with anyio.fail_after(self.timeout):
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    for command in commands:
+                        pipe.execute_command(*command)
+                    await pipe.execute()
+        except (*_REDIS_ERRORS, TimeoutError) as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: BaseException) -> None:
+        if self._available:
+            logger.warning("Redis is unreachable (%s); delivering locally only.", exc)
+        self._available = False
+        self._connected = anyio.Event()
+
+    async def _subscribe(self, room: str) -> None:
+        if self._pubsub is not None and self._available:
+            try:
+                await self._pubsub.subscribe(self._key("c", "room", room))
+            except _REDIS_ERRORS as exc:
+                self._lost(exc)
+
+    async def _unsubscribe(self, rooms: Iterable[str]) -> None:
+        gone = [room for room in rooms if not self._local.index.members(room)]
+        if gone and self._pubsub is not None and self._available:
+            try:
+                await self._pubsub.unsubscribe(*(self._key("c", "room", r) for r in gone))
+            except _REDIS_ERRORS as exc:
+                self._lost(exc)
+
+    async def _listen(self) -> None:
+        """Receive from Redis; on loss, reconnect with backoff and register again."""
+        backoff = 0.05
+        while True:
+            try:
+                pubsub = await self._reconnect()
+                backoff = 0.05
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if not self._available:
+                        break  # another operation saw Redis go; start over
+                    if message is not None and message["type"] == "message":
+                        await self._receive_safely(message["channel"], message["data"])
+            except (*_REDIS_ERRORS, TimeoutError) as exc:
+                self._lost(exc)
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+
+    async def _reconnect(self) -> PubSub:
+        assert self._redis is not None
+        if self._pubsub is not None:
+            with anyio.CancelScope(shield=True):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        self._pubsub = pubsub = self._redis.pubsub()
+        local = self._local.index
+        channels = [self._key("c", "all"), self._key("c", "node", self.node)]
+        channels += [self._key("c", "room", room) for room in local.rooms()]
+        with anyio.fail_after(self.timeout):
+            await pubsub.subscribe(*channels)
+            # What Redis holds of this node is stale: wipe it and write the present.
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._key("alive", self.node), 1, px=int(self.dead_after * 1000))
+                pipe.sadd(self._key("nodes"), self.node)
+                pipe.eval(_REAP, 0, self.prefix, self.node)
+                for sid in self._local.connections:
+                    pipe.hset(self._key("owner"), sid, self.node)
+                    pipe.sadd(self._key("node", self.node), sid)
+                    for room in local.rooms_of(sid):
+                        pipe.sadd(self._key("room", room), sid)
+                        pipe.sadd(self._key("rooms", sid), room)
+                await pipe.execute()
+        self._available = True
+        self._connected.set()
+        logger.info("Connected to Redis as node %s.", self.node)
+        return pubsub
+
+    async def _beat(self) -> None:
+        """Prove this node alive; reap the connections of nodes that are not."""
+        while True:
+            await anyio.sleep(self.heartbeat)
+            if not self._available:
+                continue
+            try:
+                await self._call(
+                    "SET", self._key("alive", self.node), 1, "PX", int(self.dead_after * 1000)
+                )
+                reaped = await self._script(_REAP, self.prefix, "")
+                if reaped:
+                    logger.info("Removed %d connections of nodes that stopped.", reaped)
+            except BackendUnavailable:
+                pass
+
+    def __repr__(self) -> str:
+        state = "available" if self._available else "unavailable"
+        return f"<RedisBackend node={self.node} {state}>"
+
+
+def _frame(envelope: list[Any]) -> bytes:
+    """One message on the wire: a JSON text, then its binary attachments, length-prefixed."""
+    text, attachments = _codec.encode(envelope)
+    parts = [text.encode()]
+    parts += attachments
+    header = json.dumps([len(part) for part in parts]).encode()
+    return b"".join([header, b"\n", *parts])
+
+
+def _unframe(frame: bytes) -> list[Any]:
+    newline = frame.index(b"\n")
+    lengths = json.loads(frame[:newline])
+    parts, offset = [], newline + 1
+    for length in lengths:
+        parts.append(frame[offset : offset + length])
+        offset += length
+    envelope: list[Any] = _codec.decode((parts[0].decode(), tuple(parts[1:])))
+    return envelope

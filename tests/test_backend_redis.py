@@ -1,0 +1,254 @@
+"""The Redis backend: the conformance suite, several nodes, dead nodes and Redis outages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import pytest
+
+from roomcast import App, BackendUnavailable, Request
+from roomcast.backends import Backend
+from roomcast.backends.redis import RedisBackend
+from roomcast.testing import BackendConformance, TestClient
+
+from .redis_support import REDIS_URL, drop_prefix, fresh_prefix, private_redis, require_redis
+
+pytestmark = pytest.mark.usefixtures("redis_available")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # redis-py's client is asyncio-based
+
+
+@pytest.fixture
+def redis_available() -> None:
+    require_redis()
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    value = fresh_prefix()
+    yield value
+    drop_prefix(value)
+
+
+class TestRedisBackend(BackendConformance):
+    @pytest.fixture(autouse=True)
+    def _prefix(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def make_backend(self) -> Backend:
+        return RedisBackend(REDIS_URL, prefix=self.prefix)
+
+
+def make_app(url: str, prefix: str, **options: Any) -> App:
+    app = App(backend=RedisBackend(url, prefix=prefix, **options))
+
+    @app.route("join")
+    async def join(req: Request) -> None:
+        for room in req.data:
+            await req.join(room)
+
+    @app.route("say")
+    async def say(req: Request) -> None:
+        rooms, text = req.data["rooms"], req.data["text"]
+        if req.data.get("others"):
+            await req.room(*rooms).broadcast("said", text)
+        else:
+            await app.room(*rooms).broadcast("said", text)
+
+    @app.route("direct")
+    async def direct(req: Request) -> None:
+        await app.emit(req.data["to"], "said", req.data["text"])
+
+    @app.route("everyone")
+    async def everyone(req: Request) -> None:
+        await app.broadcast("said", req.data)
+
+    @app.route("members")
+    async def members(req: Request) -> Any:
+        return sorted(await app.room(req.data).members())
+
+    return app
+
+
+@pytest.fixture
+async def nodes(prefix: str) -> AsyncIterator[tuple[App, App]]:
+    async with make_app(REDIS_URL, prefix) as one, make_app(REDIS_URL, prefix) as two:
+        yield one, two
+
+
+async def texts_until(client: TestClient, marker: str) -> list[Any]:
+    received = []
+    while (msg := await client.receive(timeout=5)).data != marker:
+        received.append(msg.data)
+    return received
+
+
+async def test_broadcasts_cross_nodes_exactly_once(nodes: tuple[App, App]) -> None:
+    one, two = nodes
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(TestClient(one))
+        b = await stack.enter_async_context(TestClient(two))
+        c = await stack.enter_async_context(TestClient(two))
+        d = await stack.enter_async_context(TestClient(one))
+        await a.call("join", ["x", "y"])
+        await b.call("join", ["x", "y"])
+        await c.call("join", ["y"])
+        await a.emit("say", {"rooms": ["x", "y"], "text": "all members"})
+        await a.emit("say", {"rooms": ["x", "y"], "text": "not me", "others": True})
+        await a.emit("direct", {"to": c.sid, "text": "just c"})
+        await a.emit("everyone", "end")
+        assert await texts_until(a, "end") == ["all members"]
+        assert await texts_until(b, "end") == ["all members", "not me"]
+        assert await texts_until(c, "end") == ["all members", "not me", "just c"]
+        assert await texts_until(d, "end") == []
+
+
+async def test_members_and_rooms_are_cluster_wide(nodes: tuple[App, App]) -> None:
+    one, two = nodes
+    async with TestClient(one) as a, TestClient(two) as b:
+        await a.call("join", ["x"])
+        await b.call("join", ["x", "y"])
+        for app in (one, two):
+            assert await app.room("x").members() == {a.sid, b.sid}
+            assert await app.room("x", "y").count() == 2
+            assert await app.rooms_of(b.sid) == {"x", "y"}
+        await b.disconnect()
+        assert await one.room("x").members() == {a.sid}
+        assert await one.rooms_of(b.sid) == frozenset()
+
+
+async def test_one_senders_messages_arrive_in_order_on_another_node(
+    nodes: tuple[App, App],
+) -> None:
+    one, two = nodes
+    async with TestClient(one) as a, TestClient(two) as b:
+        await b.call("join", ["x"])
+        for n in range(100):
+            await a.emit("say", {"rooms": ["x"], "text": n})
+        assert [(await b.receive()).data for _ in range(100)] == list(range(100))
+
+
+async def test_a_node_receives_only_rooms_it_has_members_in(nodes: tuple[App, App]) -> None:
+    one, two = nodes
+    backend = two.backend
+    assert isinstance(backend, RedisBackend)
+    frames: list[str] = []
+    real_receive = backend._receive
+
+    async def counting_receive(channel: str, frame: bytes) -> None:
+        frames.append(channel)
+        await real_receive(channel, frame)
+
+    backend._receive = counting_receive  # type: ignore[method-assign]
+    async with TestClient(one) as a, TestClient(two) as b:
+        await a.call("join", ["busy"])
+        await b.call("join", ["mine"])
+        for n in range(20):
+            await a.emit("say", {"rooms": ["busy"], "text": n})
+        await a.emit("say", {"rooms": ["mine"], "text": "for b"})
+        assert (await b.receive()).data == "for b"
+    assert all(channel.endswith("room:mine") for channel in frames), frames
+    assert len(frames) == 1
+
+
+def _run_node_and_kill(url: str, prefix: str) -> str:
+    """Start a node in another process with one member in room `doomed`; kill -9 it."""
+    script = f"""
+import anyio
+from roomcast import App
+from roomcast.backends.redis import RedisBackend
+from roomcast.testing import TestClient
+
+async def main():
+    app = App(backend=RedisBackend({url!r}, prefix={prefix!r}, dead_after=2, heartbeat=0.5))
+
+    @app.route("join")
+    async def join(req):
+        await req.join(req.data)
+
+    async with app, TestClient(app) as client:
+        await client.call("join", "doomed")
+        print(client.sid, flush=True)
+        await anyio.sleep(60)
+
+anyio.run(main)
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    sid = process.stdout.readline().strip()
+    assert sid, "the node did not start"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stdout.close()
+    return sid
+
+
+async def test_the_members_of_a_killed_process_are_removed(prefix: str) -> None:
+    async with make_app(REDIS_URL, prefix, dead_after=2, heartbeat=0.5) as survivor:
+        sid = await anyio.to_thread.run_sync(_run_node_and_kill, REDIS_URL, prefix)
+        killed_at = time.monotonic()
+        assert await survivor.room("doomed").members() == {sid}
+        while await survivor.room("doomed").count():
+            assert time.monotonic() - killed_at < 2 + 2 * 0.5 + 3, "never reaped"
+            await anyio.sleep(0.1)
+        assert await survivor.rooms_of(sid) == frozenset()
+
+
+def test_default_bound_on_reaping_is_within_fifteen_seconds() -> None:
+    backend = RedisBackend()
+    assert backend.dead_after + backend.heartbeat <= 15
+    with pytest.raises(ValueError, match="heartbeat"):
+        RedisBackend(dead_after=1, heartbeat=1)
+
+
+async def test_redis_going_away_and_coming_back(prefix: str) -> None:
+    with private_redis() as server:
+        options = {"timeout": 0.5, "max_backoff": 0.2, "heartbeat": 0.3, "dead_after": 3}
+        async with (
+            make_app(server.url, prefix, **options) as one,
+            make_app(server.url, prefix, **options) as two,
+            TestClient(one) as a,
+            TestClient(one) as b,
+            TestClient(two) as c,
+        ):
+            backend = one.backend
+            assert isinstance(backend, RedisBackend)
+            await a.call("join", ["x"])
+            await b.call("join", ["x"])
+            await c.call("join", ["x"])
+            server.stop()
+
+            # Local delivery goes on; what needs Redis fails fast and clearly.
+            await a.emit("say", {"rooms": ["x"], "text": "during the outage"})
+            assert (await b.receive()).data == "during the outage"
+            answer = await a.call("members", "x")
+            assert answer["error"]["code"] == "unavailable"
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailable):
+                await one.room("x").members()
+            assert time.monotonic() - started < 1.0
+            assert not backend.available
+            await a.call("join", ["joined while down"])
+
+            server.start()  # an empty Redis: everything is registered again
+            other = two.backend
+            assert isinstance(other, RedisBackend)
+            with anyio.fail_after(10):
+                while not (backend.available and other.available):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            assert await one.room("x").members() == {a.sid, b.sid, c.sid}
+            assert await two.room("joined while down").members() == {a.sid}
+            await a.emit("say", {"rooms": ["x"], "text": "back"})
+            assert (await c.receive()).data == "back"
+            assert (await b.receive()).data == "back"

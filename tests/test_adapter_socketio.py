@@ -200,3 +200,39 @@ async def test_other_namespaces_are_left_alone(app: App) -> None:
             assert await client.call("ping", 2, namespace="/rooms", timeout=5) == "roomcast 2"
         finally:
             await client.disconnect()
+
+
+async def test_a_long_handler_does_not_stall_the_connection(app: App) -> None:
+    # Engine.IO pings every second here and drops a client silent for a second more; the
+    # handler runs for 4 s while the connection must keep answering pings.
+    sio = socketio.AsyncServer(async_mode="asgi", ping_interval=1, ping_timeout=1)
+    attach(app, sio)
+
+    @app.route("slow")
+    async def slow(req: Request) -> str:
+        await asyncio.sleep(4)
+        return "done"
+
+    async with serve(socketio.ASGIApp(sio)) as base, Client(base) as client:
+        assert await client.call("slow", timeout=8) == "done"
+        assert client.sio.connected
+
+
+async def test_on_connect_sees_the_http_request(app: App) -> None:
+    sio = socketio.AsyncServer(async_mode="asgi")
+    attach(app, sio)
+    seen: dict[str, Any] = {}
+
+    @app.on_connect
+    async def look(req: Request) -> None:
+        seen["header"] = req.environ.get("HTTP_X_TEAM")
+        seen["query"] = req.environ.get("QUERY_STRING", "")
+
+    async with serve(socketio.ASGIApp(sio)) as base:
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(
+            f"{base}?room=blue", headers={"X-Team": "red"}, transports=["websocket"]
+        )
+        await client.disconnect()
+    assert seen["header"] == "red"
+    assert "room=blue" in seen["query"]

@@ -2,8 +2,7 @@ from collections.abc import Collection
 
 import pytest
 
-from roomcast._message import Message, Target
-from roomcast.backends import Backend, MemoryBackend
+from roomcast.backends import Backend, MemoryBackend, Outgoing, Target
 
 
 def test_a_backend_missing_methods_fails_at_construction() -> None:
@@ -18,7 +17,7 @@ def test_a_backend_missing_methods_fails_at_construction() -> None:
 async def test_memory_backend_resolves_targets() -> None:
     delivered: list[tuple[set[str], str]] = []
 
-    async def deliver(sids: Collection[str], message: Message) -> None:
+    async def deliver(sids: Collection[str], message: Outgoing) -> None:
         delivered.append((set(sids), message.event))
 
     backend = MemoryBackend()
@@ -32,7 +31,7 @@ async def test_memory_backend_resolves_targets() -> None:
 
     async def publish(target: Target) -> set[str]:
         delivered.clear()
-        await backend.publish(target, Message("e", None))
+        await backend.publish(target, Outgoing("e", None))
         return delivered[0][0] if delivered else set()
 
     assert await publish(Target()) == {"a", "b", "c"}

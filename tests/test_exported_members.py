@@ -5,6 +5,7 @@ import roomcast.testing
 
 def test_public_surface() -> None:
     assert roomcast.__all__ == [
+        "Ack",
         "App",
         "BackendUnavailable",
         "ConnectionClosed",
@@ -12,6 +13,7 @@ def test_public_surface() -> None:
         "EventError",
         "InvalidPayload",
         "InvalidRoomName",
+        "InvalidRoute",
         "Reject",
         "Request",
         "Room",
@@ -23,7 +25,13 @@ def test_public_surface() -> None:
         "__version__",
     ]
     assert roomcast.testing.__all__ == ["BackendConformance", "Message", "TestClient"]
-    assert roomcast.backends.__all__ == ["Backend", "Deliver", "MemoryBackend"]
+    assert roomcast.backends.__all__ == [
+        "Backend",
+        "Deliver",
+        "MemoryBackend",
+        "Outgoing",
+        "Target",
+    ]
     for module in (roomcast, roomcast.testing, roomcast.backends):
         for name in module.__all__:
             assert hasattr(module, name), name

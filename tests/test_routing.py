@@ -1,6 +1,6 @@
 import pytest
 
-from roomcast import App, Request, RouteConflict, Router
+from roomcast import App, InvalidRoute, Request, RouteConflict, Router
 from roomcast.testing import TestClient
 
 
@@ -74,11 +74,11 @@ def test_conflicts_and_bad_registrations() -> None:
     with pytest.raises(RouteConflict):
         app.include_router(router)
     for reserved in ("connect", "disconnect", "error"):
-        with pytest.raises(ValueError, match="reserved"):
+        with pytest.raises(InvalidRoute, match="reserved"):
             app.route(reserved, lambda req: None)
-    with pytest.raises(TypeError):
+    with pytest.raises(InvalidRoute, match="non-empty"):
         app.route("", lambda req: None)
-    with pytest.raises(TypeError):
+    with pytest.raises(InvalidRoute, match="not callable"):
         app.route("b", "not callable")  # type: ignore[arg-type]
 
 

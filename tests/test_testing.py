@@ -146,3 +146,35 @@ async def test_leaving_the_block_cancels_a_handler_still_running() -> None:
 def test_repr() -> None:
     client = TestClient(App())
     assert repr(client) == f"<TestClient sid={client.sid!r} closed>"
+
+
+async def test_an_exception_in_the_block_comes_out_unwrapped() -> None:
+    with pytest.raises(TimeoutError):
+        async with TestClient(make_app()) as client, TestClient(make_app()):
+            await client.receive(timeout=0.01)
+
+
+async def test_no_acknowledgement_after_the_server_closed_the_connection() -> None:
+    app = App()
+
+    @app.route("leave_now")
+    async def leave_now(req: Request) -> str:
+        await app.disconnect(req.sid)
+        return "too late"
+
+    async with TestClient(app) as client:
+        with pytest.raises(TimeoutError):
+            await client.call("leave_now", timeout=0.2)
+
+
+async def test_environ_reaches_the_hooks() -> None:
+    app = App()
+    seen: list[Any] = []
+
+    @app.on_connect
+    async def look(req: Request) -> None:
+        seen.append(dict(req.environ))
+
+    async with TestClient(app, environ={"HTTP_COOKIE": "a=1"}), TestClient(app):
+        pass
+    assert seen == [{"HTTP_COOKIE": "a=1"}, {}]

@@ -8,16 +8,19 @@ from ._exceptions import ConnectionRejected as ConnectionRejected
 from ._exceptions import EventError as EventError
 from ._exceptions import InvalidPayload as InvalidPayload
 from ._exceptions import InvalidRoomName as InvalidRoomName
+from ._exceptions import InvalidRoute as InvalidRoute
 from ._exceptions import Reject as Reject
 from ._exceptions import RoomcastError as RoomcastError
 from ._exceptions import RouteConflict as RouteConflict
 from ._exceptions import UnknownEvent as UnknownEvent
+from ._request import Ack as Ack
 from ._request import Request as Request
 from ._room import Room as Room
 from ._routing import Router as Router
 from ._transport import Transport as Transport
 
 __all__ = [
+    "Ack",
     "App",
     "BackendUnavailable",
     "ConnectionClosed",
@@ -25,6 +28,7 @@ __all__ = [
     "EventError",
     "InvalidPayload",
     "InvalidRoomName",
+    "InvalidRoute",
     "Reject",
     "Request",
     "Room",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
@@ -14,7 +14,7 @@ import anyio
 import anyio.to_thread
 
 from ._exceptions import EventError, Reject, UnknownEvent
-from ._message import Message, Target
+from ._message import Outgoing, Target
 from ._request import Ack, Request
 from ._room import Room
 from ._rooms import DEFAULT_MAX_ROOM_NAME, check_room_name
@@ -35,6 +35,7 @@ class Connection:
 
     sid: str
     transport: Transport
+    environ: Mapping[str, Any] = field(default_factory=dict)
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     session: dict[str, Any] = field(default_factory=dict)
     closed: bool = False
@@ -58,11 +59,6 @@ class App(Router):
         self._connections: dict[str, Connection] = {}
         self._transports: dict[Transport, int] = {}
         self._opened = False
-
-    @property
-    def router(self) -> Router:
-        """The app's own routes (the app is its root router)."""
-        return self
 
     # -- setting up ---------------------------------------------------------------------------
 
@@ -91,11 +87,11 @@ class App(Router):
 
     async def broadcast(self, event: str, data: Any = None) -> None:
         """Send `event` to every connection."""
-        await self.backend.publish(Target(), Message(event, data))
+        await self.backend.publish(Target(), Outgoing(event, data))
 
     async def emit(self, sid: str, event: str, data: Any = None) -> None:
         """Send `event` to the connection `sid`, from anywhere (no-op if it is gone)."""
-        await self.backend.publish(Target(sid=sid), Message(event, data))
+        await self.backend.publish(Target(sid=sid), Outgoing(event, data))
 
     async def rooms_of(self, sid: str) -> frozenset[str]:
         """The rooms the connection `sid` is in."""
@@ -138,8 +134,17 @@ class App(Router):
 
     # -- what transports call ------------------------------------------------------------------
 
-    async def handle_connect(self, sid: str, auth: Any, transport: Transport) -> None:
+    async def handle_connect(
+        self,
+        sid: str,
+        auth: Any,
+        transport: Transport,
+        environ: Mapping[str, Any] | None = None,
+    ) -> None:
         """Open the connection `sid` and run the connect hooks.
+
+        `environ` is what the transport knows of the connection (for python-socketio, the
+        WSGI-style environ of the HTTP request: headers, query string, remote address).
 
         Raises `Reject` when a hook refuses it (a hook that fails otherwise is logged and
         refuses with a generic reason); the connection is then already forgotten.
@@ -147,7 +152,7 @@ class App(Router):
         await self._open()
         if sid in self._connections:
             raise ValueError(f"The connection {sid!r} is already open.")
-        conn = Connection(sid, transport)
+        conn = Connection(sid, transport, environ if environ is not None else {})
         self._connections[sid] = conn
         self._transports[transport] = self._transports.get(transport, 0) + 1
         await self.backend.add(sid)
@@ -210,7 +215,7 @@ class App(Router):
             with anyio.CancelScope(shield=True):
                 await self.backend.remove(sid)
 
-    async def deliver(self, sids: Collection[str], message: Message) -> None:
+    async def deliver(self, sids: Collection[str], message: Outgoing) -> None:
         """Send `message` to those of `sids` that are connections of this process."""
         conns = self._connections
         if len(self._transports) == 1:

@@ -11,11 +11,13 @@ The tree::
     ├── Reject                  (an on_connect hook refuses a connection)
     ├── ConnectionRejected      (a client was refused; raised on the client side)
     ├── ConnectionClosed        (a client used a connection that is closed)
+    ├── InvalidRoute            (a route that cannot be registered)
     └── RouteConflict           (two handlers registered for one event)
 
 `EventError` and its subclasses are a peer's bad input: raised while handling an event, they
 reach the sender as an error payload and never close the connection. `RouteConflict` is the
-caller's misuse, raised while the app is being set up.
+caller's misuse, raised while the app is being set up, and so is `InvalidRoute` (which is also
+a `ValueError`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "EventError",
     "InvalidPayload",
     "InvalidRoomName",
+    "InvalidRoute",
     "Reject",
     "RoomcastError",
     "RouteConflict",
@@ -86,6 +89,10 @@ class ConnectionRejected(RoomcastError):
 
 class ConnectionClosed(RoomcastError):
     """Raised when a client sends or receives on a connection that is closed."""
+
+
+class InvalidRoute(RoomcastError, ValueError):
+    """Raised when a route's event name is empty or reserved, or its handler not callable."""
 
 
 class RouteConflict(RoomcastError):

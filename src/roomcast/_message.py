@@ -1,4 +1,4 @@
-"""What a broadcast carries: who should receive it (`Target`) and what (`Message`)."""
+"""What a broadcast carries: who should receive it (`Target`) and what (`Outgoing`)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ class Target:
 
 
 @dataclass(slots=True)
-class Message:
-    """An outgoing event, encoded at most once per transport however many receive it."""
+class Outgoing:
+    """An event on its way out, encoded at most once per transport however many receive it."""
 
     event: str
     data: Any

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import UnknownEvent
-from ._message import Message, Target
+from ._message import Outgoing, Target
 from ._room import Room
 
 if TYPE_CHECKING:
@@ -45,6 +45,12 @@ class Request:
         return self._conn.sid
 
     @property
+    def environ(self) -> Mapping[str, Any]:
+        """What the transport knows of the connection: for python-socketio, the WSGI-style
+        environ of its HTTP request (`HTTP_COOKIE`, `QUERY_STRING`, ...); `{}` if nothing."""
+        return self._conn.environ
+
+    @property
     def session(self) -> dict[str, Any]:
         """A dict that lives as long as the connection."""
         return self._conn.session
@@ -72,7 +78,7 @@ class Request:
 
     async def emit(self, event: str, data: Any = None) -> None:
         """Send `event` to the sender only."""
-        await self.app.deliver((self._conn.sid,), Message(event, data))
+        await self.app.deliver((self._conn.sid,), Outgoing(event, data))
 
     async def respond(self, data: Any = None) -> None:
         """Acknowledge the event with `data`; only the first response counts."""
@@ -87,7 +93,7 @@ class Request:
 
     async def broadcast(self, event: str, data: Any = None) -> None:
         """Send `event` to every connection except the sender."""
-        await self.app.backend.publish(Target(exclude=self._conn.sid), Message(event, data))
+        await self.app.backend.publish(Target(exclude=self._conn.sid), Outgoing(event, data))
 
     def room(self, *names: str) -> Room:
         """The rooms `names` as seen by the sender: their broadcasts leave the sender out."""
@@ -95,7 +101,7 @@ class Request:
 
     async def route(self, event: str) -> Any:
         """Run the handler of `event` with this same request (express.io's forwarding)."""
-        handler = self.app.router.handler(event)
+        handler = self.app.handler(event)
         if handler is None:
             raise UnknownEvent(f"No route handles the event {event!r}.")
         return await self.app.call_handler(handler, self)

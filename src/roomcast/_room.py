@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._message import Message, Target
+from ._message import Outgoing, Target
 
 if TYPE_CHECKING:
     from ._app import App
@@ -29,7 +29,7 @@ class Room:
     async def broadcast(self, event: str, data: Any = None) -> None:
         """Send `event` to every member (but `exclude`, when set)."""
         target = Target(rooms=self.names, exclude=self.exclude)
-        await self._app.backend.publish(target, Message(event, data))
+        await self._app.backend.publish(target, Outgoing(event, data))
 
     async def members(self) -> frozenset[str]:
         """The sids of every member, across every process sharing the backend."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
-from ._exceptions import RouteConflict
+from ._exceptions import InvalidRoute, RouteConflict
 
 if TYPE_CHECKING:
     from ._request import Request
@@ -71,7 +71,11 @@ class Router:
             self._add(join_event(router.prefix, event), handler)
 
     def handler(self, event: str) -> Handler | None:
-        """The handler for `event` (with this router's prefix applied), or `None`."""
+        """The handler registered for the event name `event`, or `None`.
+
+        `event` is the name as registered here: a router's own prefix is applied only when it
+        is included into another router or the app.
+        """
         return self._handlers.get(event)
 
     @property
@@ -81,13 +85,14 @@ class Router:
 
     def _add(self, event: str, handler: Handler) -> None:
         if not isinstance(event, str) or not event:
-            raise TypeError("An event name must be a non-empty string.")
+            raise InvalidRoute("An event name must be a non-empty string.")
         if event in RESERVED_EVENTS:
-            raise ValueError(
-                f"{event!r} is reserved; use on_connect/on_disconnect for connection events."
+            raise InvalidRoute(
+                f"{event!r} is reserved for the connection's life and errors; hooks for "
+                "connect and disconnect are registered with on_connect and on_disconnect."
             )
         if not callable(handler):
-            raise TypeError(f"The handler for {event!r} is not callable: {handler!r}")
+            raise InvalidRoute(f"The handler for {event!r} is not callable: {handler!r}")
         if event in self._handlers:
             raise RouteConflict(f"The event {event!r} already has a handler.")
         self._handlers[event] = handler

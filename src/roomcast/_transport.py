@@ -10,8 +10,8 @@ from typing import Any
 class Transport(ABC):
     """Carries events to connections.
 
-    A transport calls `App.connect`, `App.dispatch` and `App.disconnect` as its connections
-    come, send events and go; the app calls these methods back to reach them.
+    A transport calls `App.handle_connect`, `App.handle_event` and `App.handle_disconnect` as
+    its connections come, send events and go; the app calls these methods back to reach them.
     """
 
     @abstractmethod

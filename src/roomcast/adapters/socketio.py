@@ -21,6 +21,7 @@ checks each reliance):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -64,6 +65,7 @@ class SocketIOTransport(Transport):
         self.app = app
         self.sio = sio
         self.namespace = namespace
+        self._handling: set[asyncio.Task[None]] = set()
 
     def encode(self, event: str, data: Any) -> list[engineio.packet.Packet]:
         args = [event] if data is None else [event, data]
@@ -96,7 +98,7 @@ class SocketIOTransport(Transport):
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
-            await self.app.handle_connect(sid, auth, self)
+            await self.app.handle_connect(sid, auth, self, environ)
         except Reject as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.reason) from exc
 
@@ -110,7 +112,14 @@ class SocketIOTransport(Transport):
         event, args = data[0], data[1:]
         payload = None if not args else args[0] if len(args) == 1 else list(args)
         ack = None if ack_id is None else _Ack(self, eio_sid, ack_id)
-        await self.app.handle_event(sid, event, payload, ack)
+        # Not awaited here: this runs in the connection's read loop, which must go on reading
+        # (Engine.IO's pings among others) while a handler runs. Tasks start in the order the
+        # events came, and the app's per-connection lock keeps that order.
+        task = asyncio.get_running_loop().create_task(
+            self.app.handle_event(sid, event, payload, ack)
+        )
+        self._handling.add(task)
+        task.add_done_callback(self._handling.discard)
 
 
 class _Ack:

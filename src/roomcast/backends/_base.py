@@ -6,9 +6,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Collection
 from typing import ClassVar
 
-from .._message import Message, Target
+from .._message import Outgoing, Target
 
-Deliver = Callable[[Collection[str], Message], Awaitable[None]]
+Deliver = Callable[[Collection[str], Outgoing], Awaitable[None]]
 """How a backend hands a message to the app for connections of this process."""
 
 
@@ -62,5 +62,5 @@ class Backend(ABC):
         """The rooms of `sid`, a connection of this process."""
 
     @abstractmethod
-    async def publish(self, target: Target, message: Message) -> None:
+    async def publish(self, target: Target, message: Outgoing) -> None:
         """Deliver `message` to every connection `target` names, each exactly once."""

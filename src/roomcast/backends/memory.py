@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Set
 
-from .._message import Message, Target
+from .._message import Outgoing, Target
 from .._rooms import RoomIndex
 from ._base import Backend, Deliver
 
@@ -52,7 +52,7 @@ class MemoryBackend(Backend):
     def local_rooms(self, sid: str) -> frozenset[str]:
         return self._index.rooms_of(sid)
 
-    async def publish(self, target: Target, message: Message) -> None:
+    async def publish(self, target: Target, message: Outgoing) -> None:
         if target.sid is not None:
             receivers: set[str] | frozenset[str] = (
                 {target.sid} if target.sid in self._connections else frozenset()

@@ -47,7 +47,7 @@ from redis.backoff import NoBackoff
 
 from .. import _codec
 from .._exceptions import BackendUnavailable
-from .._message import Message, Target
+from .._message import Outgoing, Target
 from ._base import Backend, Deliver
 from .memory import MemoryBackend
 
@@ -230,7 +230,7 @@ class RedisBackend(Backend):
 
     # -- broadcast -----------------------------------------------------------------------------
 
-    async def publish(self, target: Target, message: Message) -> None:
+    async def publish(self, target: Target, message: Outgoing) -> None:
         await self._local.publish(target, message)
         if target.sid is not None:
             if self._is_local(target.sid):
@@ -282,7 +282,7 @@ class RedisBackend(Backend):
             ]
         receivers = [receiver for receiver in receivers if receiver != exclude]
         if receivers:
-            await self._deliver(receivers, Message(event, data))
+            await self._deliver(receivers, Outgoing(event, data))
 
     # -- Redis ---------------------------------------------------------------------------------
 

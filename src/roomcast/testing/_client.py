@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -87,10 +87,16 @@ class TestClient:
     _events_out: MemoryObjectReceiveStream[_Event]
 
     def __init__(
-        self, app: App, auth: Any = None, *, max_buffered: int = DEFAULT_MAX_BUFFERED
+        self,
+        app: App,
+        auth: Any = None,
+        *,
+        environ: Mapping[str, Any] | None = None,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
     ) -> None:
         self.app = app
         self.auth = auth
+        self.environ = dict(environ or {})
         self.sid = secrets.token_urlsafe(15)
         self._transport = _transport_of(app)
         self._max_buffered = max_buffered
@@ -119,7 +125,7 @@ class TestClient:
         self._transport.clients[self.sid] = self
         try:
             auth = _codec.decode(_codec.encode(self.auth))
-            await self.app.handle_connect(self.sid, auth, self._transport)
+            await self.app.handle_connect(self.sid, auth, self._transport, self.environ)
         except BaseException as exc:
             self._transport.clients.pop(self.sid, None)
             self._task_group.cancel_scope.cancel()
@@ -143,9 +149,11 @@ class TestClient:
             await self.disconnect()
         self._task_group.cancel_scope.cancel()
         try:
-            return await self._task_group.__aexit__(exc_type, exc, tb)
+            # The block's own exception, if any, propagates unwrapped.
+            await self._task_group.__aexit__(None, None, None)
         finally:
             self._close_streams()
+        return None
 
     async def emit(self, event: str, data: Any = None) -> None:
         """Send `event` with `data` to the app; returns once it is on its way."""
@@ -214,6 +222,8 @@ class TestClient:
                 await self.app.handle_event(self.sid, event, data, ack)
 
     def _acknowledge(self, ack_id: int, encoded: _codec.Encoded) -> None:
+        if not self._connected:
+            return  # as over a socket: a closed connection receives no acknowledgement
         waiter = self._acks.get(ack_id)
         if waiter is not None and not waiter[0].is_set():
             waiter[1].append(_codec.decode(encoded))

@@ -1,0 +1,388 @@
+"""examples/basic_chat: its routes, its page's assets and its one command.
+
+The route tests run three ways: through `TestClient` (on asyncio and on trio) and through real
+python-socketio clients against the example's own ASGI app under uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from examples.basic_chat import __main__ as command
+from examples.basic_chat.app import SOCKETIO_CLIENT, create_app, create_asgi_app
+from roomcast import App
+from roomcast.testing import TestClient
+
+ROOT = Path(__file__).resolve().parents[1]
+PICTURE = "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDA=="
+
+Connect = Callable[[], AbstractAsyncContextManager[Any]]
+
+
+def require_socketio_client() -> None:
+    """Skip when `npm ci` has not run; on CI (``CI=true``) fail instead, so nothing hides."""
+    if SOCKETIO_CLIENT.is_file():
+        return
+    reason = f"{SOCKETIO_CLIENT} is missing; run: npm ci --prefix examples/basic_chat"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(
+    params=[("asyncio", "memory"), ("trio", "memory"), ("asyncio", "socketio")],
+    ids=["memory-asyncio", "memory-trio", "socketio"],
+)
+def setup(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def anyio_backend(setup: tuple[str, str]) -> str:
+    return setup[0]
+
+
+@pytest.fixture
+def app() -> App:
+    return create_app()
+
+
+@pytest.fixture
+async def connect(setup: tuple[str, str], app: App) -> AsyncIterator[Connect]:
+    """Open clients of the example: in memory, or over the network to its ASGI app."""
+    if setup[1] == "memory":
+        yield lambda: TestClient(app)
+        return
+    from .servers import Client, serve
+
+    async with serve(create_asgi_app(app)) as url:
+        yield lambda: Client(url)
+
+
+async def nothing_for(client: Any) -> None:
+    try:
+        msg = await client.receive(timeout=0.2)
+    except TimeoutError:
+        return
+    pytest.fail(f"unexpected {msg!r}")
+
+
+async def received(client: Any) -> tuple[str, Any]:
+    msg = await client.receive(timeout=2.0)
+    return msg.event, msg.data
+
+
+def send(message: Any = "Hello", **fields: Any) -> dict[str, Any]:
+    return {"room": "chat", "author": "Alice", "message": message, **fields}
+
+
+def signal(kind: Any = "SDP", message: Any = '{"sdp": "v=0"}', **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "message": message, "room": "signal", **fields}
+
+
+def files(filesize: Any = 1234, **fields: Any) -> dict[str, Any]:
+    return {"filename": "notes.txt", "filesize": filesize, "room": "files", **fields}
+
+
+ROOMS = {"chat_room": "chat", "signal_room": "signal", "files_room": "files"}
+
+
+async def ready(data: Any, *clients: Any) -> None:
+    """Each client joins with `ready`, in turn; the announcements of the arrivals are read."""
+    for client in clients:
+        await client.call("ready", data)
+    for i, client in enumerate(clients):
+        for _ in clients[i:]:
+            assert (await client.receive(timeout=2.0)).event == "announce"
+
+
+# -- ready ------------------------------------------------------------------------------------
+
+
+async def test_ready_announces_each_newcomer_to_the_room_sender_included(connect: Connect) -> None:
+    async with connect() as alice, connect() as bob, connect() as carol:
+        announce = ("announce", {"message": "New client in the chat room."})
+        await alice.emit("ready", "chat")
+        assert await received(alice) == announce
+        await bob.emit("ready", "chat")
+        assert await received(alice) == announce
+        assert await received(bob) == announce
+        await carol.emit("ready", "lobby")
+        assert await received(carol) == ("announce", {"message": "New client in the lobby room."})
+        await nothing_for(alice)
+        await nothing_for(bob)
+
+
+async def test_ready_with_three_rooms_joins_them_all(connect: Connect) -> None:
+    async with connect() as alice, connect() as bob:
+        await alice.call("ready", ROOMS)
+        assert await received(alice) == ("announce", {"message": "New client in the chat room."})
+        await ready(ROOMS, bob)
+        await alice.receive(timeout=2.0)  # Bob's arrival
+        await alice.emit("send", send())
+        await alice.emit("signal", signal())
+        await alice.emit("files", files())
+        assert await received(bob) == ("message", {"message": "Hello", "author": "Alice"})
+        assert await received(bob) == (
+            "signaling_message",
+            {"type": "SDP", "message": '{"sdp": "v=0"}'},
+        )
+        assert await received(bob) == ("files", {"filename": "notes.txt", "filesize": 1234})
+
+
+# -- send -------------------------------------------------------------------------------------
+
+
+async def test_send_reaches_everyone_in_the_room_sender_included(connect: Connect) -> None:
+    async with connect() as alice, connect() as bob, connect() as carol:
+        await ready("chat", alice, bob)
+        await ready("lobby", carol)
+        await bob.emit("send", send("Hi <b>all</b>", author="Bob"))
+        for client in (alice, bob):
+            assert await received(client) == (
+                "message",
+                {"message": "Hi <b>all</b>", "author": "Bob"},
+            )
+        await nothing_for(carol)
+
+
+async def test_send_carries_the_authors_profile_picture(connect: Connect) -> None:
+    async with connect() as alice, connect() as bob:
+        await ready("chat", alice, bob)
+        await alice.emit("send", send(picture=PICTURE))
+        assert await received(bob) == (
+            "message",
+            {"message": "Hello", "author": "Alice", "picture": PICTURE},
+        )
+        await alice.emit("send", send("no picture", picture=None))
+        assert await received(bob) == ("message", {"message": "no picture", "author": "Alice"})
+
+
+async def test_a_message_may_be_2000_characters(connect: Connect) -> None:
+    async with connect() as alice:
+        await ready("chat", alice)
+        await alice.emit("send", send("é" * 2000))
+        assert await received(alice) == ("message", {"message": "é" * 2000, "author": "Alice"})
+
+
+# -- signal and files -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["user_here", "SDP", "ice candidate"])
+async def test_signal_reaches_the_others_in_the_room_not_the_sender(
+    connect: Connect, kind: str
+) -> None:
+    async with connect() as alice, connect() as bob, connect() as carol:
+        await ready(ROOMS, alice, bob)
+        await ready({"chat_room": "lobby", "signal_room": "call", "files_room": "x"}, carol)
+        await alice.emit("signal", signal(kind, '{"from": "a"}'))
+        assert await received(bob) == (
+            "signaling_message",
+            {"type": kind, "message": '{"from": "a"}'},
+        )
+        await nothing_for(alice)
+        await nothing_for(carol)
+
+
+async def test_files_reaches_the_others_in_the_room_not_the_sender(connect: Connect) -> None:
+    async with connect() as alice, connect() as bob:
+        await ready(ROOMS, alice, bob)
+        await alice.emit("files", files(0, filename="empty.bin"))
+        assert await received(bob) == ("files", {"filename": "empty.bin", "filesize": 0})
+        await nothing_for(alice)
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+INVALID = [
+    ("ready", {"chat_room": "chat", "signal_room": "signal"}, "'files_room' is missing"),
+    ("ready", {**ROOMS, "chat_room": ["chat"]}, "'chat_room' must be of type str"),
+    ("send", "Hello", "expected an object"),
+    ("send", {"room": "chat", "author": "Alice"}, "'message' is missing"),
+    ("send", send(""), "'message' is empty"),
+    ("send", send(" \n "), "'message' is empty"),
+    ("send", send("x" * 2001), "'message' is longer than 2000 characters"),
+    ("send", send(42), "'message' must be of type str"),
+    ("send", send(author=""), "'author' is empty"),
+    ("send", send(author=None), "'author' must be of type str"),
+    ("send", send(room=7), "'room' must be of type str"),
+    ("send", send(picture="javascript:alert(1)"), "'picture' must be a base64 data:image/ URL"),
+    ("send", send(picture="data:image/svg+xml;base64,PHN2Zz4="), "'picture' must be a base64"),
+    ("send", send(picture=PICTURE + "A" * 64 * 1024), "'picture' is longer than 65536"),
+    ("signal", signal("hello"), "'type' must be one of: SDP, ice candidate, user_here"),
+    ("signal", signal(message={"sdp": "v=0"}), "'message' must be of type str"),
+    ("signal", signal(message="x" * (64 * 1024 + 1)), "'message' is longer than 65536"),
+    ("signal", {"type": "SDP", "message": "{}"}, "'room' is missing"),
+    ("files", files(-1), "'filesize' is negative"),
+    ("files", files("12"), "'filesize' must be of type int"),
+    ("files", files(True), "'filesize' must be of type int"),
+    ("files", files(1.5), "'filesize' must be of type int"),
+    ("files", files(filename=""), "'filename' is empty"),
+]
+
+
+@pytest.mark.parametrize(("event", "data", "reason"), INVALID)
+async def test_bad_input_gets_invalid_payload_and_the_chat_goes_on(
+    connect: Connect, event: str, data: Any, reason: str
+) -> None:
+    async with connect() as alice, connect() as bob:
+        await ready(ROOMS, bob)
+        reply = await alice.call(event, data, timeout=2.0)
+        assert reply["error"]["code"] == "invalid_payload"
+        assert reason in reply["error"]["message"]
+        await nothing_for(bob)  # nothing went out
+        await alice.emit("send", send("still here"))  # the connection stays open
+        assert await received(bob) == ("message", {"message": "still here", "author": "Alice"})
+
+
+async def test_bad_input_without_an_ack_gets_the_error_event(connect: Connect) -> None:
+    async with connect() as alice:
+        await alice.emit("send", send(""))
+        assert await received(alice) == (
+            "error",
+            {"code": "invalid_payload", "message": "'message' is empty", "event": "send"},
+        )
+
+
+@pytest.mark.parametrize("data", ["", 42, None, "x" * 257, {**ROOMS, "signal_room": "x" * 257}])
+async def test_a_bad_room_name_gets_invalid_room(connect: Connect, data: Any) -> None:
+    async with connect() as alice:
+        reply = await alice.call("ready", data, timeout=2.0)
+        assert reply["error"]["code"] == "invalid_room"
+
+
+# -- the page's assets and the one command ------------------------------------------------------
+
+
+async def http_get(url: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    """GET `path` exactly as written (no `..` folding, as a hostile client would send it)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    response = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = response.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    if headers.get("transfer-encoding") == "chunked":
+        body = dechunk(body)
+    return int(status_line.split()[1]), headers, body
+
+
+def dechunk(body: bytes) -> bytes:
+    out = b""
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return out
+        out, body = out + body[:size], body[size + 2 :]
+
+
+class TestServing:
+    """The example serves its page, the page's assets and the socket.io client, and no more."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"  # uvicorn and python-socketio
+
+    @pytest.fixture
+    async def url(self) -> AsyncIterator[str]:
+        from .servers import serve
+
+        async with serve(create_asgi_app(create_app())) as url:
+            yield url
+
+    async def test_the_page(self, url: str) -> None:
+        status, headers, body = await http_get(url, "/")
+        assert (status, headers["content-type"]) == (200, "text/html")
+        page = body.decode()
+        for element in ('id="chat"', 'id="camera"', 'id="call"', 'id="snapshot-button"'):
+            assert element in page
+        # Everything the page loads comes from this server: no CDN.
+        assert 'src="/vendor/socket.io.min.js"' in page
+        for link in re.findall(r'(?:src|href)="([^"]*)"', page):
+            assert link.startswith(("/", "data:")), link
+            assert not link.startswith("//"), link
+
+    @pytest.mark.parametrize(
+        ("path", "content_type"),
+        [("/static/app.js", "application/javascript"), ("/static/style.css", "text/css")],
+    )
+    async def test_the_assets(self, url: str, path: str, content_type: str) -> None:
+        status, headers, body = await http_get(url, path)
+        assert (status, headers["content-type"]) == (200, content_type)
+        assert body == (ROOT / "examples/basic_chat" / path.lstrip("/")).read_bytes()
+
+    async def test_the_official_socketio_client(self, url: str) -> None:
+        require_socketio_client()
+        status, headers, body = await http_get(url, "/vendor/socket.io.min.js")
+        assert (status, headers["content-type"]) == (200, "application/javascript")
+        assert body.startswith(b"/*!\n * Socket.IO v4.8.")
+
+    @pytest.mark.parametrize(
+        "path",
+        ["/app.py", "/static/../app.py", "/static/%2e%2e/app.py", "/vendor/", "/node_modules/"],
+    )
+    async def test_nothing_else(self, url: str, path: str) -> None:
+        status, _, body = await http_get(url, path)
+        assert status == 404
+        assert b"create_app" not in body
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_one_command_runs_the_example(tmp_path: Path) -> None:
+    require_socketio_client()
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    with (
+        log,
+        subprocess.Popen(
+            [sys.executable, "-m", "examples.basic_chat", "--port", str(port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ) as proc,
+    ):
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                assert proc.poll() is None, (tmp_path / "server.log").read_text()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
+                        assert b'id="chat"' in r.read()
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                    time.sleep(0.1)
+        finally:
+            proc.terminate()
+    assert f"open http://127.0.0.1:{port}/" in (tmp_path / "server.log").read_text()
+
+
+def test_the_command_says_how_to_get_the_socketio_client(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(command, "SOCKETIO_CLIENT", tmp_path / "socket.io.min.js")
+    with pytest.raises(SystemExit, match=r"npm ci --prefix examples/basic_chat"):
+        command.main(["--port", "0"])

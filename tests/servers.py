@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import socketio
@@ -23,7 +28,7 @@ async def serve(asgi_app: Any) -> AsyncIterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(asgi_app, log_level="warning", lifespan="off", ws="websockets-sansio")
+    config = uvicorn.Config(asgi_app, log_level="warning", lifespan="on", ws="websockets-sansio")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -83,3 +88,52 @@ class Client:
 
     async def receive(self, *, timeout: float = 5.0) -> Message:
         return await asyncio.wait_for(self.received.get(), timeout)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def run_example(log_path: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run the example chat with its README command (plus `args`) on a free port in another
+    process; yield its base URL and the process. Its output goes to `log_path`."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "examples.basic_chat", "--port", str(port), *args],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the example exited:\n{log_path.read_text()}")
+                try:
+                    with urllib.request.urlopen(f"{url}/", timeout=1):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"the example did not answer on {url}:\n{log_path.read_text()}"
+                        ) from None
+                    time.sleep(0.1)
+            yield url, proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +24,8 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
+
+from .servers import run_example
 
 pytestmark = pytest.mark.browser
 
@@ -61,50 +58,12 @@ def require(path: Path, how_to_get_it: str) -> None:
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """Run the example with its README command; yield its base URL."""
     require(SOCKETIO_CLIENT, "run: npm ci --prefix examples/basic_chat")
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "basic_chat-server.log"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "examples.basic_chat", "--port", str(port)],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"the example exited:\n{log_path.read_text()}")
-                try:
-                    with urllib.request.urlopen(f"{url}/", timeout=1):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(
-                            f"the example did not answer on {url}:\n{log_path.read_text()}"
-                        )
-                    time.sleep(0.1)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with run_example(ARTIFACTS / "basic_chat-server.log") as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import sys
 
 import uvicorn
 
-from .app import SOCKETIO_CLIENT, asgi_app
+from .app import SOCKETIO_CLIENT, create_app, create_asgi_app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,14 +17,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument("--port", type=int, default=3000, help="port to listen on")
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share rooms with every process using this Redis (e.g. redis://127.0.0.1:6379/0)",
+    )
     args = parser.parse_args(argv)
     if not SOCKETIO_CLIENT.is_file():
         sys.exit(
             f"{SOCKETIO_CLIENT} is missing; the page needs it. "
             "Run: npm ci --prefix examples/basic_chat"
         )
+    backend = None
+    if args.redis:
+        from roomcast.backends.redis import RedisBackend
+
+        backend = RedisBackend(args.redis)
+    asgi_app = create_asgi_app(create_app(backend))
     print(f"basic_chat: open http://{args.host}:{args.port}/ in two browser tabs", flush=True)
-    uvicorn.run(asgi_app, host=args.host, port=args.port)
+    uvicorn.run(asgi_app, host=args.host, port=args.port, ws="websockets-sansio")
 
 
 if __name__ == "__main__":

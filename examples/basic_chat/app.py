@@ -24,6 +24,7 @@ import socketio
 
 from roomcast import App, InvalidPayload, Request
 from roomcast.adapters.socketio import attach
+from roomcast.backends import Backend
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -66,9 +67,9 @@ def field(data: Any, name: str, kind: type = str, *, limit: int = MAX_TEXT) -> A
     return value
 
 
-def create_app() -> App:
-    """Return a new roomcast app with the chat's routes."""
-    app = App()
+def create_app(backend: Backend | None = None) -> App:
+    """Return a new roomcast app with the chat's routes (rooms in memory unless `backend`)."""
+    app = App(backend=backend)
 
     @app.route("ready")
     async def ready(req: Request) -> None:
@@ -115,10 +116,16 @@ def create_app() -> App:
 
 
 def create_asgi_app(app: App) -> socketio.ASGIApp:
-    """Attach ``app`` to a new python-socketio server; return the ASGI app serving it all."""
+    """Attach ``app`` to a new python-socketio server; return the ASGI app serving it all.
+
+    The app is started and stopped with the server (its lifespan), as a backend such as
+    Redis needs.
+    """
     sio = socketio.AsyncServer(async_mode="asgi")
     attach(app, sio)
-    return socketio.ASGIApp(sio, static_files=STATIC_FILES)
+    return socketio.ASGIApp(
+        sio, static_files=STATIC_FILES, on_startup=app.start, on_shutdown=app.stop
+    )
 
 
 app = create_app()

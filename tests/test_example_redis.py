@@ -1,0 +1,99 @@
+"""Two processes of the example chat sharing rooms through Redis, with real socket.io clients.
+
+Each test runs its own redis-server on a free port, so the processes share nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from roomcast import App
+from roomcast.backends.redis import RedisBackend
+
+from .redis_support import PrivateRedis, private_redis
+from .servers import ROOT, Client, run_example
+
+LOGS = ROOT / "artifacts"
+SOCKETIO_CLIENT = ROOT / "examples/basic_chat/node_modules/socket.io-client/dist/socket.io.min.js"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def redis_server() -> Iterator[PrivateRedis]:
+    with private_redis() as server:
+        yield server
+
+
+def log(name: str) -> Path:
+    return LOGS / f"basic_chat-{name}-{os.getpid()}.log"
+
+
+async def members(url: str, room: str) -> frozenset[str]:
+    """Ask the cluster, as a third process would."""
+    async with App(backend=RedisBackend(url)) as observer:
+        return await observer.room(room).members()
+
+
+async def test_two_processes_chat_in_one_room(redis_server: PrivateRedis) -> None:
+    with (
+        run_example(log("a"), "--redis", redis_server.url) as (url_a, _),
+        run_example(log("b"), "--redis", redis_server.url) as (url_b, _),
+    ):
+        async with Client(url_a) as alice, Client(url_b) as bob:
+            await alice.emit("ready", "chat")
+            assert (await alice.receive()).event == "announce"
+            await bob.emit("ready", "chat")
+            for client in (alice, bob):  # alice hears of bob across the processes
+                msg = await client.receive()
+                assert msg.event == "announce"
+            assert await members(redis_server.url, "chat") == {alice.sid, bob.sid}
+
+            await bob.emit("send", {"room": "chat", "author": "Bob", "message": "hi Alice"})
+            for client in (alice, bob):
+                msg = await client.receive()
+                assert msg.data == {"message": "hi Alice", "author": "Bob"}
+
+            await alice.emit("signal", {"type": "SDP", "message": "offer", "room": "chat"})
+            msg = await bob.receive()
+            assert (msg.event, msg.data) == (
+                "signaling_message",
+                {"type": "SDP", "message": "offer"},
+            )
+            with pytest.raises(TimeoutError):
+                await alice.receive(timeout=0.3)
+
+
+async def test_a_killed_process_leaves_no_members(redis_server: PrivateRedis) -> None:
+    with (
+        run_example(log("doomed"), "--redis", redis_server.url) as (url_a, doomed),
+        run_example(log("survivor"), "--redis", redis_server.url) as (url_b, _),
+    ):
+        async with Client(url_b) as bob:
+            alice = Client(url_a)
+            await alice.__aenter__()
+            await alice.emit("ready", "chat")
+            await bob.emit("ready", "chat")
+            await bob.receive()
+            alice_sid = alice.sid
+            assert await members(redis_server.url, "chat") == {alice_sid, bob.sid}
+
+            os.kill(doomed.pid, signal.SIGKILL)
+            doomed.wait()
+            killed = time.monotonic()
+            while alice_sid in await members(redis_server.url, "chat"):
+                # The default bound: dead_after (10 s) plus one heartbeat (2 s).
+                assert time.monotonic() - killed < 15, "the dead process's member stayed"
+                await anyio.sleep(0.5)
+            assert await members(redis_server.url, "chat") == {bob.sid}
+            await alice.sio.disconnect()

@@ -7,6 +7,7 @@ import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
+import engineio.async_socket
 import pytest
 import socketio
 
@@ -54,7 +55,13 @@ def test_the_internals_relied_on_are_there() -> None:
     assert server.packet_class is socketio.packet.Packet
     assert callable(server.manager.eio_sid_from_sid)
     assert callable(server.manager.sid_from_eio_sid)
-    assert inspect.iscoroutinefunction(server.eio.send_packet)
+    # Engine.IO: each socket's outgoing queue, and closing a socket without waiting on it.
+    assert isinstance(server.eio.sockets, dict)
+    eio_socket = engineio.async_socket.AsyncSocket(server.eio, "sid")
+    assert isinstance(eio_socket.queue, asyncio.Queue)
+    assert eio_socket.closed is False
+    close = inspect.signature(engineio.async_socket.AsyncSocket.close).parameters
+    assert {"wait", "abort", "reason"} <= set(close)
 
 
 async def test_events_of_one_client_are_handled_in_order(app: App, url: str) -> None:

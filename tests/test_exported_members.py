@@ -14,12 +14,18 @@ def test_public_surface() -> None:
         "InvalidPayload",
         "InvalidRoomName",
         "InvalidRoute",
+        "JoinRefused",
+        "Limits",
+        "RateLimited",
         "Reject",
         "Request",
         "Room",
         "RoomcastError",
         "RouteConflict",
         "Router",
+        "Stats",
+        "TooLarge",
+        "TooManyRooms",
         "Transport",
         "UnknownEvent",
         "__version__",
@@ -50,3 +56,7 @@ def test_error_codes() -> None:
     assert roomcast.InvalidPayload.code == "invalid_payload"
     assert roomcast.InvalidRoomName.code == "invalid_room"
     assert roomcast.BackendUnavailable.code == "unavailable"
+    assert roomcast.JoinRefused.code == "forbidden"
+    assert roomcast.TooLarge.code == "too_large"
+    assert roomcast.TooManyRooms.code == "too_many_rooms"
+    assert roomcast.RateLimited.code == "rate_limited"

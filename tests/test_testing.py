@@ -178,3 +178,36 @@ async def test_environ_reaches_the_hooks() -> None:
     async with TestClient(app, environ={"HTTP_COOKIE": "a=1"}), TestClient(app):
         pass
     assert seen == [{"HTTP_COOKIE": "a=1"}, {}]
+
+
+async def test_drop_oldest_keeps_a_slow_client_with_the_newest_events() -> None:
+    from roomcast import Limits
+
+    app = App(limits=Limits(max_queued=5, slow_consumer="drop_oldest"))
+
+    @app.route("flood")
+    async def flood(req: Request) -> None:
+        for n in range(20):
+            await req.emit("n", n)
+
+    async with TestClient(app) as client:
+        await client.call("flood")
+        assert [(await client.receive()).data for _ in range(5)] == [15, 16, 17, 18, 19]
+        assert client.connected
+    assert app.stats.events_dropped == 15
+    assert app.stats.slow_consumers_disconnected == 0
+
+
+async def test_the_app_counts_slow_consumers_it_disconnected() -> None:
+    from roomcast import Limits
+
+    app = App(limits=Limits(max_queued=3))
+
+    @app.route("flood")
+    async def flood(req: Request) -> None:
+        for n in range(10):
+            await req.emit("n", n)
+
+    async with TestClient(app) as client:
+        await client.call("flood")
+    assert app.stats.slow_consumers_disconnected == 1

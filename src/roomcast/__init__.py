@@ -9,10 +9,16 @@ from ._exceptions import EventError as EventError
 from ._exceptions import InvalidPayload as InvalidPayload
 from ._exceptions import InvalidRoomName as InvalidRoomName
 from ._exceptions import InvalidRoute as InvalidRoute
+from ._exceptions import JoinRefused as JoinRefused
+from ._exceptions import RateLimited as RateLimited
 from ._exceptions import Reject as Reject
 from ._exceptions import RoomcastError as RoomcastError
 from ._exceptions import RouteConflict as RouteConflict
+from ._exceptions import TooLarge as TooLarge
+from ._exceptions import TooManyRooms as TooManyRooms
 from ._exceptions import UnknownEvent as UnknownEvent
+from ._limits import Limits as Limits
+from ._limits import Stats as Stats
 from ._request import Ack as Ack
 from ._request import Request as Request
 from ._room import Room as Room
@@ -29,12 +35,18 @@ __all__ = [
     "InvalidPayload",
     "InvalidRoomName",
     "InvalidRoute",
+    "JoinRefused",
+    "Limits",
+    "RateLimited",
     "Reject",
     "Request",
     "Room",
     "RoomcastError",
     "RouteConflict",
     "Router",
+    "Stats",
+    "TooLarge",
+    "TooManyRooms",
     "Transport",
     "UnknownEvent",
     "__version__",

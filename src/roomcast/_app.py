@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
@@ -13,7 +14,8 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from ._exceptions import EventError, Reject, UnknownEvent
+from ._exceptions import EventError, JoinRefused, RateLimited, Reject, TooLarge, UnknownEvent
+from ._limits import Limits, Stats, TokenBucket
 from ._message import Outgoing, Target
 from ._request import Ack, Request
 from ._room import Room
@@ -25,6 +27,9 @@ from .backends import Backend, MemoryBackend
 logger = logging.getLogger("roomcast")
 
 HookT = TypeVar("HookT", bound=Handler)
+Guard = Callable[[Request, str], Awaitable[bool] | bool]
+"""A room guard: `guard(req, room)` returns whether `req`'s sender may join `room`."""
+GuardT = TypeVar("GuardT", bound=Guard)
 
 INTERNAL_ERROR_MESSAGE = "Internal server error."
 
@@ -36,6 +41,7 @@ class Connection:
     sid: str
     transport: Transport
     environ: Mapping[str, Any] = field(default_factory=dict)
+    bucket: TokenBucket | None = None
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     session: dict[str, Any] = field(default_factory=dict)
     closed: bool = False
@@ -45,17 +51,25 @@ class App(Router):
     """Routes events by name, keeps rooms through a backend, and broadcasts.
 
     `App()` keeps rooms in this process's memory; `App(backend=...)` shares them elsewhere.
-    Room names are non-empty strings of at most `max_room_name` characters.
+    Room names are non-empty strings of at most `max_room_name` characters; `limits` bound
+    what each connection may do (see `Limits`), and `stats` counts what was refused or shed.
     """
 
     def __init__(
-        self, *, backend: Backend | None = None, max_room_name: int = DEFAULT_MAX_ROOM_NAME
+        self,
+        *,
+        backend: Backend | None = None,
+        limits: Limits | None = None,
+        max_room_name: int = DEFAULT_MAX_ROOM_NAME,
     ) -> None:
         super().__init__()
         self.backend = backend if backend is not None else MemoryBackend()
+        self.limits = limits if limits is not None else Limits()
+        self.stats = Stats()
         self.max_room_name = max_room_name
         self._connect_hooks: list[Handler] = []
         self._disconnect_hooks: list[Handler] = []
+        self._guards: list[tuple[str, Guard]] = []
         self._connections: dict[str, Connection] = {}
         self._transports: dict[Transport, int] = {}
         self._opened = False
@@ -74,6 +88,28 @@ class App(Router):
         """Register a hook run when a connection closes, before it leaves its rooms."""
         self._disconnect_hooks.append(hook)
         return hook
+
+    def guard(self, pattern: str) -> Callable[[GuardT], GuardT]:
+        """Register a guard for the rooms whose names match `pattern` (`fnmatch` style:
+        `"admin:*"`). It is called as `guard(req, room)` before a join and returns whether
+        the join is allowed (or raises `JoinRefused` itself); every matching guard must allow.
+        """
+
+        def decorator(func: GuardT) -> GuardT:
+            self._guards.append((pattern, func))
+            return func
+
+        return decorator
+
+    async def check_join(self, request: Request, room: str) -> None:
+        """Raise `JoinRefused` unless every guard matching `room` allows `request` in."""
+        for pattern, guard in self._guards:
+            if fnmatch.fnmatchcase(room, pattern):
+                allowed = guard(request, room)
+                if inspect.isawaitable(allowed):
+                    allowed = await allowed
+                if not allowed:
+                    raise JoinRefused(f"Joining the room {room!r} is not allowed.")
 
     def check_room_name(self, name: Any) -> str:
         """Return `name` if it is a valid room name here, else raise `InvalidRoomName`."""
@@ -153,6 +189,8 @@ class App(Router):
         if sid in self._connections:
             raise ValueError(f"The connection {sid!r} is already open.")
         conn = Connection(sid, transport, environ if environ is not None else {})
+        if self.limits.rate is not None:
+            conn.bucket = TokenBucket(self.limits.rate, self.limits.burst, anyio.current_time())
         self._connections[sid] = conn
         self._transports[transport] = self._transports.get(transport, 0) + 1
         await self.backend.add(sid)
@@ -178,6 +216,17 @@ class App(Router):
         """
         conn = self._connections.get(sid)
         if conn is None:
+            return
+        # Cheap refusals come first, before the event waits for its turn.
+        try:
+            if conn.bucket is not None and not conn.bucket.take(anyio.current_time()):
+                self.stats.rate_limited += 1
+                raise RateLimited("Too many events: slow down.")
+            self.limits.check_event(event, data)
+        except EventError as exc:
+            if isinstance(exc, TooLarge):
+                self.stats.too_large += 1
+            await Request(self, conn, event, data, ack).fail(exc.code, str(exc))
             return
         async with conn.lock:
             if conn.closed:

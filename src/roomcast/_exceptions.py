@@ -7,6 +7,10 @@ The tree::
     │   ├── UnknownEvent        unknown_event
     │   ├── InvalidPayload      invalid_payload
     │   ├── InvalidRoomName     invalid_room
+    │   ├── JoinRefused         forbidden
+    │   ├── TooLarge            too_large
+    │   ├── TooManyRooms        too_many_rooms
+    │   ├── RateLimited         rate_limited
     │   └── BackendUnavailable  unavailable
     ├── Reject                  (an on_connect hook refuses a connection)
     ├── ConnectionRejected      (a client was refused; raised on the client side)
@@ -30,9 +34,13 @@ __all__ = [
     "InvalidPayload",
     "InvalidRoomName",
     "InvalidRoute",
+    "JoinRefused",
+    "RateLimited",
     "Reject",
     "RoomcastError",
     "RouteConflict",
+    "TooLarge",
+    "TooManyRooms",
     "UnknownEvent",
 ]
 
@@ -63,6 +71,30 @@ class InvalidRoomName(EventError, ValueError):
     """Raised when a room name is not a non-empty string within the length limit."""
 
     code = "invalid_room"
+
+
+class JoinRefused(EventError):
+    """Raised by `req.join` when a room guard refuses the sender that room."""
+
+    code = "forbidden"
+
+
+class TooLarge(EventError):
+    """Raised when an event's name or payload is over the app's limits."""
+
+    code = "too_large"
+
+
+class TooManyRooms(EventError):
+    """Raised by `req.join` when the sender is already in as many rooms as the limit allows."""
+
+    code = "too_many_rooms"
+
+
+class RateLimited(EventError):
+    """Raised when a connection sends events faster than the app's rate limit."""
+
+    code = "rate_limited"
 
 
 class BackendUnavailable(EventError):

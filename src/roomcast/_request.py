@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import UnknownEvent
+from ._exceptions import TooManyRooms, UnknownEvent
 from ._message import Outgoing, Target
 from ._room import Room
 
@@ -66,10 +66,21 @@ class Request:
         return self._ack is not None and not self._responded
 
     async def join(self, room: str) -> None:
-        """Put the sender in `room`; raises `InvalidRoomName` for a bad name."""
+        """Put the sender in `room`.
+
+        Raises `InvalidRoomName` for a bad name, `JoinRefused` when a room guard refuses, and
+        `TooManyRooms` when the sender is in as many rooms as `app.limits.max_rooms` allows.
+        """
         name = self.app.check_room_name(room)
-        if not self._conn.closed:
-            await self.app.backend.join(self._conn.sid, name)
+        if self._conn.closed:
+            return
+        rooms = self.rooms
+        if name not in rooms:
+            max_rooms = self.app.limits.max_rooms
+            if max_rooms is not None and len(rooms) >= max_rooms:
+                raise TooManyRooms(f"A connection may be in at most {max_rooms} rooms.")
+            await self.app.check_join(self, name)
+        await self.app.backend.join(self._conn.sid, name)
 
     async def leave(self, room: str) -> None:
         """Take the sender out of `room` (no-op if it is not there)."""

@@ -15,13 +15,16 @@ checks each reliance):
   else as the event `"error"`) and to send the ack as soon as the handler responds, the
   server's `_handle_event(eio_sid, namespace, id, data)` is wrapped for this namespace, and
   acks are sent with `_send_packet`;
-- a broadcast is encoded once into Engine.IO packets (`packet_class`) and handed to each
-  receiver with the public `eio.send_packet`, with no task per receiver.
+- a broadcast is encoded once into Engine.IO packets (`packet_class`) and put straight on each
+  receiver's Engine.IO queue (`eio.sockets[eio_sid].queue`), with no task or coroutine per
+  receiver; that queue is also where `Limits.max_queued` is enforced: a receiver whose queue is
+  full is disconnected (`socket.close(wait=False)`) or loses its oldest packets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -76,20 +79,37 @@ class SocketIOTransport(Transport):
 
     async def send(self, sids: Iterable[str], encoded: Any) -> None:
         eio_sid_of = self.sio.manager.eio_sid_from_sid
-        send_packet = self.sio.eio.send_packet
+        sockets = self.sio.eio.sockets
         namespace = self.namespace
-        if len(encoded) == 1:
-            (pkt,) = encoded
-            for sid in sids:
-                eio_sid = eio_sid_of(sid, namespace)
-                if eio_sid is not None:
-                    await send_packet(eio_sid, pkt)
-        else:
-            for sid in sids:
-                eio_sid = eio_sid_of(sid, namespace)
-                if eio_sid is not None:
-                    for pkt in encoded:
-                        await send_packet(eio_sid, pkt)
+        limits = self.app.limits
+        room_left = math.inf if limits.max_queued is None else limits.max_queued - len(encoded)
+        drop_oldest = limits.slow_consumer == "drop_oldest"
+        slow: list[Any] = []
+        for sid in sids:
+            socket = sockets.get(eio_sid_of(sid, namespace))
+            if socket is None or socket.closed:
+                continue
+            queue = socket.queue
+            if queue.qsize() > room_left:
+                if not drop_oldest:
+                    slow.append(socket)
+                    continue
+                self.app.stats.events_dropped += _drop(queue, len(encoded))
+            for pkt in encoded:
+                queue.put_nowait(pkt)
+        for socket in slow:
+            self._shed(socket)
+
+    def _shed(self, socket: Any) -> None:
+        """Disconnect a connection that does not read what it is sent: its queue is emptied
+        and an Engine.IO close takes the place of what it missed."""
+        self.app.stats.slow_consumers_disconnected += 1
+        _drop(socket.queue, socket.queue.qsize())
+        task = asyncio.get_running_loop().create_task(
+            socket.close(wait=False, abort=False, reason="slow consumer")
+        )
+        self._handling.add(task)
+        task.add_done_callback(self._handling.discard)
 
     async def close(self, sid: str) -> None:
         await self.sio.disconnect(sid, namespace=self.namespace)
@@ -120,6 +140,20 @@ class SocketIOTransport(Transport):
         )
         self._handling.add(task)
         task.add_done_callback(self._handling.discard)
+
+
+def _drop(queue: asyncio.Queue[Any], count: int) -> int:
+    """Take up to `count` packets off the head of an Engine.IO socket's queue; return how many.
+    The marker that closes the socket (`None`) stays."""
+    dropped = 0
+    while dropped < count and not queue.empty():
+        pkt = queue.get_nowait()
+        queue.task_done()
+        if pkt is None:
+            queue.put_nowait(None)
+            break
+        dropped += 1
+    return dropped
 
 
 class _Ack:

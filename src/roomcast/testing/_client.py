@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import secrets
 import weakref
 from collections.abc import Iterable, Mapping
@@ -19,7 +20,7 @@ from .._app import App
 from .._exceptions import ConnectionClosed, ConnectionRejected, Reject
 from .._transport import Transport
 
-DEFAULT_MAX_BUFFERED = 10_000
+DEFAULT_MAX_OUTSTANDING = 10_000  # events sent by a client and not yet handled
 
 _Event = tuple[str, Any, Any]  # event, data, ack
 
@@ -75,8 +76,9 @@ class TestClient:
 
     Entering connects (raising `ConnectionRejected` when an `on_connect` hook refuses);
     leaving disconnects. Payloads go through JSON both ways, as on the wire. At most
-    `max_buffered` received events wait to be read; a client that falls further behind is
-    disconnected by the server, as a slow consumer.
+    `max_buffered` received events (by default the app's `limits.max_queued`) wait to be
+    read; past that the app's `limits.slow_consumer` policy applies, as on a real transport:
+    the server disconnects the client, or drops the oldest waiting event.
     """
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
@@ -92,19 +94,21 @@ class TestClient:
         auth: Any = None,
         *,
         environ: Mapping[str, Any] | None = None,
-        max_buffered: int = DEFAULT_MAX_BUFFERED,
+        max_buffered: int | None = None,
     ) -> None:
         self.app = app
         self.auth = auth
         self.environ = dict(environ or {})
         self.sid = secrets.token_urlsafe(15)
         self._transport = _transport_of(app)
-        self._max_buffered = max_buffered
+        limit = max_buffered if max_buffered is not None else app.limits.max_queued
+        self._max_buffered: float = limit if limit is not None else math.inf
         self._ack_ids = itertools.count()
         self._acks: dict[int, tuple[anyio.Event, list[Any]]] = {}
         self._task_group: TaskGroup | None = None
         self._connected = False
         self._closed_by_server = False
+        self._shed = False
 
     @property
     def connected(self) -> bool:
@@ -118,7 +122,7 @@ class TestClient:
             self._max_buffered
         )
         self._events, self._events_out = anyio.create_memory_object_stream[_Event](
-            self._max_buffered
+            DEFAULT_MAX_OUTSTANDING
         )
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
@@ -203,7 +207,14 @@ class TestClient:
         try:
             self._inbox_send.send_nowait(encoded)
         except anyio.WouldBlock:
-            if self._task_group is not None and self._connected:
+            stats = self.app.stats
+            if self.app.limits.slow_consumer == "drop_oldest":
+                self._inbox.receive_nowait()
+                self._inbox_send.send_nowait(encoded)
+                stats.events_dropped += 1
+            elif self._task_group is not None and self._connected and not self._shed:
+                self._shed = True  # closing: what else comes is dropped
+                stats.slow_consumers_disconnected += 1
                 self._task_group.start_soon(self._close, True)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass

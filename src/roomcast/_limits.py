@@ -1,0 +1,113 @@
+"""What one connection may do: limits, the rate limiter, and the counters an app can read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._exceptions import TooLarge
+
+SlowConsumerPolicy = Literal["disconnect", "drop_oldest"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits an app enforces on every connection. `None` turns a limit off.
+
+    - `max_event_name`: characters in an event's name.
+    - `max_payload`: the size of a payload, about its length as JSON (strings count their
+      characters, bytes their length, other scalars 8).
+    - `max_depth`: how deeply a payload's lists and objects may nest.
+    - `max_rooms`: rooms one connection may be in at once.
+    - `rate`, `burst`: events per second a connection may send on average, and in a burst
+      (a token bucket); events over it are refused with `rate_limited`.
+    - `max_queued`: events waiting to be written to one connection; past it, `slow_consumer`
+      applies: `"disconnect"` the connection, or `"drop_oldest"` waiting event.
+    """
+
+    max_event_name: int | None = 128
+    max_payload: int | None = 128 * 1024
+    max_depth: int | None = 32
+    max_rooms: int | None = 1_000
+    rate: float | None = 100.0
+    burst: int = 200
+    max_queued: int | None = 1_000
+    slow_consumer: SlowConsumerPolicy = "disconnect"
+
+    def __post_init__(self) -> None:
+        if self.slow_consumer not in ("disconnect", "drop_oldest"):
+            raise ValueError("slow_consumer must be 'disconnect' or 'drop_oldest'.")
+        if self.rate is not None and (self.rate <= 0 or self.burst < 1):
+            raise ValueError("rate must be positive and burst at least 1.")
+
+    def check_event(self, event: Any, data: Any) -> None:
+        """Raise `TooLarge` when `event` or `data` is over these limits."""
+        if (
+            self.max_event_name is not None
+            and isinstance(event, str)
+            and len(event) > self.max_event_name
+        ):
+            raise TooLarge(f"An event name must be at most {self.max_event_name} characters.")
+        if data is None or isinstance(data, bool | int | float):
+            return
+        check_payload(data, self.max_payload, self.max_depth)
+
+
+def check_payload(data: Any, max_size: int | None, max_depth: int | None) -> None:
+    """Raise `TooLarge` when `data` is bigger than `max_size` or nests deeper than
+    `max_depth`; stops looking as soon as it knows."""
+    size_left = max_size if max_size is not None else float("inf")
+    depth_limit = max_depth if max_depth is not None else float("inf")
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str | bytes | bytearray):
+            size_left -= len(value) + 2
+        elif isinstance(value, dict):
+            if depth >= depth_limit:
+                raise TooLarge(f"A payload may nest at most {max_depth} levels deep.")
+            size_left -= 2
+            for key, item in value.items():
+                size_left -= (len(key) if isinstance(key, str) else 8) + 4
+                stack.append((item, depth + 1))
+        elif isinstance(value, list | tuple):
+            if depth >= depth_limit:
+                raise TooLarge(f"A payload may nest at most {max_depth} levels deep.")
+            size_left -= 2 + len(value)
+            stack.extend((item, depth + 1) for item in value)
+        else:
+            size_left -= 8
+        if size_left < 0:
+            raise TooLarge(f"A payload must be at most {max_size} bytes.")
+
+
+class TokenBucket:
+    """Allows `rate` events per second on average and `burst` at once."""
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = now
+
+    def take(self, now: float) -> bool:
+        """Take one token if there is one; return whether there was."""
+        tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if tokens < 1:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - 1
+        return True
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters of what the app refused or shed, since it was made. Read them at any time."""
+
+    rate_limited: int = 0
+    too_large: int = 0
+    slow_consumers_disconnected: int = 0
+    events_dropped: int = 0

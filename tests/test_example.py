@@ -307,6 +307,20 @@ class TestServing:
         async with serve(create_asgi_app(create_app())) as url:
             yield url
 
+    async def test_cross_site_socket_connections_are_refused(self, url: str) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus
+
+        endpoint = url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        # A page of another site may not open a Socket.IO connection to the chat ...
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(endpoint, origin="http://evil.example"):  # type: ignore[arg-type]
+                pass
+        assert refused.value.response.status_code == 403
+        # ... while the chat's own page may.
+        async with connect(endpoint, origin=url) as ws:  # type: ignore[arg-type]
+            assert str(await ws.recv()).startswith("0")  # Engine.IO's open packet
+
     async def test_the_page(self, url: str) -> None:
         status, headers, body = await http_get(url, "/")
         assert (status, headers["content-type"]) == (200, "text/html")

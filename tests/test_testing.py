@@ -211,3 +211,12 @@ async def test_the_app_counts_slow_consumers_it_disconnected() -> None:
     async with TestClient(app) as client:
         await client.call("flood")
     assert app.stats.slow_consumers_disconnected == 1
+
+
+async def test_drain_takes_what_is_waiting_without_waiting() -> None:
+    app = make_app()
+    async with TestClient(app) as client:
+        assert client.drain() == []
+        await client.call("flood", 3)
+        assert client.drain() == [Message("n", 0), Message("n", 1), Message("n", 2)]
+        assert client.drain() == []

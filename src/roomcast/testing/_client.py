@@ -193,6 +193,17 @@ class TestClient:
         event, data = _codec.decode(encoded)
         return Message(event, data)
 
+    def drain(self) -> list[Message]:
+        """Every event received and not read yet, without waiting (an empty list if none)."""
+        messages: list[Message] = []
+        while True:
+            try:
+                encoded = self._inbox.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                return messages
+            event, data = _codec.decode(encoded)
+            messages.append(Message(event, data))
+
     async def disconnect(self) -> None:
         """Close the connection (no-op when already closed)."""
         await self._close(by_server=False)

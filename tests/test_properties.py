@@ -1,0 +1,191 @@
+"""Random sequences of what clients do, hostile input included; invariants after every step.
+
+After each step: the two membership indexes mirror each other, no room is empty, only open
+connections are members, every event got exactly one outcome (its "ok" or one error), and no
+exception escaped (the only errors logged are the deliberate crashes).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from roomcast import App, InvalidPayload, Limits, Request
+from roomcast.backends import MemoryBackend
+from roomcast.testing import TestClient
+
+ERROR_CODES = {
+    "unknown_event",
+    "invalid_payload",
+    "invalid_room",
+    "too_large",
+    "too_many_rooms",
+    "internal",
+    "forbidden",
+}
+ROUTES = ["join", "leave", "echo", "bcast", "crash", "reject", "secret"]
+
+
+def nest(depth: int) -> Any:
+    value: Any = "core"
+    for _ in range(depth):
+        value = [value] if depth % 2 else {"k": value}
+    return value
+
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+    | st.sampled_from(["", "x" * 3000, "\u202e\u0000\ud800?", "😀" * 50, "<script>"])
+)
+payloads = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+) | st.integers(0, 40).map(nest)
+room_names = st.sampled_from(["a", "b", "c", "d", "e", "f", "secret:1"]) | payloads
+events = st.sampled_from(ROUTES) | st.text(max_size=140)
+clients = st.integers(0, 3)
+
+steps = st.one_of(
+    st.tuples(st.just("connect"), clients),
+    st.tuples(st.just("disconnect"), clients),
+    st.tuples(st.just("emit"), clients, st.just("join"), room_names, st.booleans()),
+    st.tuples(st.just("emit"), clients, st.just("leave"), room_names, st.booleans()),
+    st.tuples(st.just("emit"), clients, events, payloads, st.booleans()),
+)
+
+
+def make_app() -> App:
+    app = App(limits=Limits(max_payload=2_000, max_depth=8, max_rooms=4, rate=None))
+
+    async def done(req: Request) -> None:
+        if req.wants_response:
+            await req.respond("ok")
+        else:
+            await req.emit("ok", req.event)
+
+    @app.route("join")
+    async def join(req: Request) -> None:
+        await req.join(req.data)
+        await done(req)
+
+    @app.route("leave")
+    async def leave(req: Request) -> None:
+        await req.leave(req.data)
+        await done(req)
+
+    @app.route("echo")
+    async def echo(req: Request) -> None:
+        await done(req)
+
+    @app.route("bcast")
+    async def bcast(req: Request) -> None:
+        await app.room(req.data).broadcast("b", "hello")
+        await done(req)
+
+    @app.route("crash")
+    async def crash(req: Request) -> None:
+        raise RuntimeError("deliberate")
+
+    @app.route("reject")
+    async def reject(req: Request) -> None:
+        raise InvalidPayload("never good enough")
+
+    @app.guard("secret:*")
+    async def nobody(req: Request, room: str) -> bool:
+        return False
+
+    return app
+
+
+def check_indexes(app: App, open_sids: set[str]) -> None:
+    backend = app.backend
+    assert isinstance(backend, MemoryBackend)
+    index = backend.index
+    forward = {(room, sid) for room, sids in index._members.items() for sid in sids}
+    backward = {(room, sid) for sid, rooms in index._rooms.items() for room in rooms}
+    assert forward == backward
+    assert all(index._members.values()), "an empty room remained"
+    assert all(index._rooms.values())
+    assert {sid for _, sid in forward} <= open_sids
+    assert app.connections == open_sids
+
+
+async def run(sequence: list[tuple[Any, ...]]) -> None:
+    app = make_app()
+    async with AsyncExitStack() as stack:
+        # Two clients to start with, so that most steps have someone to act.
+        slots: dict[int, TestClient] = {
+            slot: await stack.enter_async_context(TestClient(app)) for slot in (0, 1)
+        }
+        for step in sequence:
+            kind, slot = step[0], step[1]
+            client = slots.get(slot)
+            if kind == "connect" and client is None:
+                slots[slot] = await stack.enter_async_context(TestClient(app))
+            elif kind == "disconnect" and client is not None:
+                await client.disconnect()
+                del slots[slot]
+            elif kind == "emit" and client is not None:
+                _, _, event, data, with_ack = step
+                if with_ack:
+                    answer = await client.call(event, data, timeout=5)
+                    assert answer == "ok" or answer["error"]["code"] in ERROR_CODES, answer
+                    outcomes = [m for m in client.drain() if m.event in ("ok", "error")]
+                    assert outcomes == [], outcomes  # the ack was the one outcome
+                else:
+                    await client.emit(event, data)
+                    await client.call("echo", timeout=5)  # handled in order: now it is done
+                    outcomes = [m for m in client.drain() if m.event in ("ok", "error")]
+                    assert len(outcomes) == 1, outcomes
+                    if outcomes[0].event == "error":
+                        assert outcomes[0].data["code"] in ERROR_CODES
+                        assert outcomes[0].data["event"] == event
+            for other in slots.values():
+                other.drain()
+            check_indexes(app, {c.sid for c in slots.values()})
+    check_indexes(app, set())
+    assert len(app.backend.index) == 0  # type: ignore[attr-defined]
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.lists(steps, min_size=1, max_size=30))
+def test_random_sequences_keep_the_invariants(sequence: list[tuple[Any, ...]]) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("roomcast")
+    logger.addHandler(handler)
+    try:
+        anyio.run(run, sequence)
+    finally:
+        logger.removeHandler(handler)
+    unexpected = [r for r in records if "'crash'" not in r.getMessage()]
+    assert unexpected == [], [r.getMessage() for r in unexpected]
+
+
+@pytest.mark.parametrize("depth", [0, 8, 9, 500])
+def test_deep_nesting_is_refused_not_crashed(depth: int) -> None:
+    async def main() -> Any:
+        async with TestClient(make_app()) as client:
+            return await client.call("echo", nest(depth))
+
+    answer = anyio.run(main)
+    assert answer == "ok" if depth <= 8 else answer["error"]["code"] == "too_large"

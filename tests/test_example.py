@@ -14,8 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,11 @@ import pytest
 from examples.basic_chat import __main__ as command
 from examples.basic_chat.app import SOCKETIO_CLIENT, create_app, create_asgi_app
 from roomcast import App
-from roomcast.testing import TestClient
+
+from .transports import Connect, anyio_backend, connect, setup  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 PICTURE = "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDA=="
-
-Connect = Callable[[], AbstractAsyncContextManager[Any]]
 
 
 def require_socketio_client() -> None:
@@ -42,34 +40,14 @@ def require_socketio_client() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(
-    params=[("asyncio", "memory"), ("trio", "memory"), ("asyncio", "socketio")],
-    ids=["memory-asyncio", "memory-trio", "socketio"],
-)
-def setup(request: pytest.FixtureRequest) -> tuple[str, str]:
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def anyio_backend(setup: tuple[str, str]) -> str:
-    return setup[0]
-
-
 @pytest.fixture
 def app() -> App:
     return create_app()
 
 
 @pytest.fixture
-async def connect(setup: tuple[str, str], app: App) -> AsyncIterator[Connect]:
-    """Open clients of the example: in memory, or over the network to its ASGI app."""
-    if setup[1] == "memory":
-        yield lambda: TestClient(app)
-        return
-    from .servers import Client, serve
-
-    async with serve(create_asgi_app(app)) as url:
-        yield lambda: Client(url)
+def asgi_app(app: App) -> Any:
+    return create_asgi_app(app)
 
 
 async def nothing_for(client: Any) -> None:

@@ -7,16 +7,13 @@ against a real python-socketio server under uvicorn with real `socketio.AsyncCli
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
 
 from roomcast import App, ConnectionRejected, InvalidPayload, Reject, Request
-from roomcast.testing import TestClient
 
-Connect = Callable[..., AbstractAsyncContextManager[Any]]
+from .transports import Connect, anyio_backend, connect, setup  # noqa: F401
 
 
 def make_app() -> App:
@@ -85,39 +82,20 @@ def make_app() -> App:
     return app
 
 
-@pytest.fixture(
-    params=[("asyncio", "memory"), ("trio", "memory"), ("asyncio", "socketio")],
-    ids=["memory-asyncio", "memory-trio", "socketio"],
-)
-def setup(request: pytest.FixtureRequest) -> tuple[str, str]:
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def anyio_backend(setup: tuple[str, str]) -> str:
-    return setup[0]
-
-
 @pytest.fixture
 def app() -> App:
     return make_app()
 
 
 @pytest.fixture
-async def connect(setup: tuple[str, str], app: App) -> AsyncIterator[Connect]:
-    if setup[1] == "memory":
-        yield lambda auth=None: TestClient(app, auth=auth)
-        return
+def asgi_app(app: App) -> Any:
     import socketio
 
     from roomcast.adapters.socketio import attach
 
-    from .servers import Client, serve
-
     sio = socketio.AsyncServer(async_mode="asgi")
     attach(app, sio)
-    async with serve(socketio.ASGIApp(sio)) as url:
-        yield lambda auth=None: Client(url, auth=auth)
+    return socketio.ASGIApp(sio)
 
 
 async def nothing_for(client: Any) -> None:

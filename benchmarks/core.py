@@ -1,0 +1,215 @@
+"""In-process fan-out: a roomcast room broadcast against a bare Python loop, in the same run.
+
+    .venv/bin/python -m benchmarks.core [--sizes 10,1000,100000] [--deliveries 1000000]
+        [--repeat 5] [--backend asyncio|trio] [--testclient-max 100000] [--json out.json]
+
+For a room of N members, each member owns a callback (`deque.append` on its own inbox). Each
+of three ways delivers the same payload to every member, `--deliveries // N` times per timed
+repetition (at least once); the best of `--repeat` repetitions counts, and the three are
+timed in turn within each repetition so that noise hits them alike (gc off while timing, as
+`timeit` does):
+
+- `bare loop`: `for callback in callbacks: callback(payload)` over a set of the N callbacks,
+  the floor for delivering in Python;
+- `roomcast`: `await app.room("room").broadcast(event, data)` on an `App` whose connections
+  belong to a minimal `Transport` (benchmarks-only) whose `send` looks each sid's callback up
+  and calls it, i.e. roomcast's own cost (room handle, backend, `App.deliver`, encode once)
+  plus the least a transport can do;
+- `TestClient`: the same broadcast to N `roomcast.testing.TestClient`s (the in-memory
+  transport: JSON-encoded once, pushed onto each client's bounded memory stream), for rooms
+  of at most `--testclient-max` members.
+
+Reported: deliveries/s of each and the cost ratio against the bare loop (time per delivery
+÷ the bare loop's; the issue's goal for roomcast's fan-out is <= 1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from roomcast import App, Request, Transport
+from roomcast.testing import TestClient
+
+from ._common import machine, table, write_json
+
+PAYLOAD = {"author": "bench", "message": "x" * 64, "seq": 1, "t": 123.456}
+
+
+class CallbackTransport(Transport):
+    """The least a transport does: look each receiver's callback up and call it."""
+
+    def __init__(self) -> None:
+        self.callbacks: dict[str, Callable[[Any], None]] = {}
+
+    def encode(self, event: str, data: Any) -> Any:
+        return (event, data)
+
+    async def send(self, sids: Iterable[str], encoded: Any) -> None:
+        callbacks = self.callbacks
+        for sid in sids:
+            callbacks[sid](encoded)
+
+    async def close(self, sid: str) -> None:
+        self.callbacks.pop(sid, None)
+
+
+async def timed(run: Callable[[], Awaitable[None]]) -> float:
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        await run()
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
+
+
+async def measure(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    rounds = max(1, args.deliveries // size)
+    deliveries = rounds * size
+
+    # The bare loop.
+    inboxes = [deque[Any]() for _ in range(size)]
+    callbacks = {inbox.append for inbox in inboxes}
+
+    async def bare() -> None:
+        for _ in range(rounds):
+            for callback in callbacks:
+                callback(PAYLOAD)
+
+    # roomcast with the callback transport.
+    app = App()
+
+    @app.route("join")
+    async def join(req: Request) -> None:
+        await req.join(req.data)
+
+    transport = CallbackTransport()
+    app_inboxes = [deque[Any]() for _ in range(size)]
+    for i, inbox in enumerate(app_inboxes):
+        sid = f"sid-{i}"
+        transport.callbacks[sid] = inbox.append
+        await app.handle_connect(sid, None, transport)
+        await app.handle_event(sid, "join", "room", None)
+    assert await app.room("room").count() == size
+
+    async def roomcast() -> None:
+        for _ in range(rounds):
+            await app.room("room").broadcast("message", PAYLOAD)
+
+    ways: dict[str, Callable[[], Awaitable[None]]] = {"bare": bare, "roomcast": roomcast}
+    clears = [*inboxes, *app_inboxes]
+
+    async with anyio.create_task_group() as tg:
+        done = anyio.Event()
+        if size <= args.testclient_max:
+            test_app = App()
+            test_app.route("join", join)
+
+            async def member(*, task_status: TaskStatus[None]) -> None:
+                # Every broadcast of every repetition stays buffered: no slow-consumer cut-off.
+                async with TestClient(test_app, max_buffered=rounds * args.repeat + 1) as client:
+                    await client.call("join", "room")
+                    task_status.started()
+                    await done.wait()
+
+            # One task per client, side by side: nesting 100,000 `async with` blocks in one
+            # task would make every checkpoint walk 100,000 cancel scopes.
+            for _ in range(size):
+                await tg.start(member)
+
+            async def testclient() -> None:
+                for _ in range(rounds):
+                    await test_app.room("room").broadcast("message", PAYLOAD)
+
+            ways["TestClient"] = testclient
+
+        best = dict.fromkeys(ways, float("inf"))
+        for _ in range(args.repeat):
+            for name, run in ways.items():
+                best[name] = min(best[name], await timed(run))
+                for inbox in clears:
+                    inbox.clear()
+        done.set()
+    assert all(not inbox for inbox in clears)
+    return {
+        "size": size,
+        "rounds": rounds,
+        "deliveries": deliveries,
+        "seconds": best,
+        "deliveries_per_s": {name: deliveries / s for name, s in best.items()},
+        "cost_ratio": {name: s / best["bare"] for name, s in best.items()},
+    }
+
+
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    results = []
+    for size in args.sizes:
+        results.append(await measure(size, args))
+    return results
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    rows = []
+    for r in results:
+        rate, ratio = r["deliveries_per_s"], r["cost_ratio"]
+        rows.append(
+            [
+                r["size"],
+                rate["bare"],
+                rate["roomcast"],
+                ratio["roomcast"],
+                rate.get("TestClient"),
+                ratio.get("TestClient"),
+            ]
+        )
+    headers = [
+        "members",
+        "bare loop deliveries/s",
+        "roomcast deliveries/s",
+        "roomcast cost x bare",
+        "TestClient deliveries/s",
+        "TestClient cost x bare",
+    ]
+    return table(headers, rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="See benchmarks/core.py for the method."
+    )
+    parser.add_argument("--sizes", default="10,1000,100000", help="members in the room")
+    parser.add_argument(
+        "--deliveries", type=int, default=1_000_000, help="deliveries per timed repetition"
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions; the best counts")
+    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    parser.add_argument(
+        "--testclient-max",
+        type=int,
+        default=100_000,
+        help="largest room also measured with TestClients",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    args.sizes = [int(s) for s in args.sizes.split(",") if s]
+    print(f"core: {machine()}, anyio on {args.backend}")
+    print(
+        f"{args.deliveries:,} deliveries per repetition, best of {args.repeat}; payload "
+        f"{len(str(PAYLOAD))} characters as a dict\n"
+    )
+    results = anyio.run(run, args, backend=args.backend)
+    print(report(results))
+    write_json(args.json, {"machine": machine(), "args": vars(args), "results": results})
+
+
+if __name__ == "__main__":
+    main()

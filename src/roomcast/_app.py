@@ -42,7 +42,8 @@ class Connection:
     transport: Transport
     environ: Mapping[str, Any] = field(default_factory=dict)
     bucket: TokenBucket | None = None
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    # FIFO, and taken without a trip through the event loop when free.
+    lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
     session: dict[str, Any] = field(default_factory=dict)
     closed: bool = False
 
@@ -318,11 +319,21 @@ class App(Router):
 
 
 def _is_async(handler: Callable[..., Any]) -> bool:
+    try:
+        return _is_async_cached(handler)
+    except TypeError:  # an unhashable callable object
+        return _inspect_async(handler)
+
+
+def _inspect_async(handler: Callable[..., Any]) -> bool:
     while isinstance(handler, functools.partial):
         handler = handler.func
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
     )
+
+
+_is_async_cached = functools.lru_cache(maxsize=4096)(_inspect_async)
 
 
 __all__ = ["App", "Connection", "Routes"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -16,19 +17,21 @@ from typing import Any
 import socketio
 import socketio.exceptions
 import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
 
 from roomcast import ConnectionRejected
 from roomcast.testing import Message
 
 
 @asynccontextmanager
-async def serve(asgi_app: Any) -> AsyncIterator[str]:
-    """Run `asgi_app` under uvicorn on a free 127.0.0.1 port; yield its base URL."""
+async def serve(asgi_app: Any, ws: str = "websockets-sansio") -> AsyncIterator[str]:
+    """Run `asgi_app` under uvicorn (websockets with uvicorn's `ws` implementation, per-message
+    deflate offered as by default) on a free 127.0.0.1 port; yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(asgi_app, log_level="warning", lifespan="on", ws="websockets-sansio")
+    config = uvicorn.Config(asgi_app, log_level="warning", lifespan="on", ws=ws)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -46,9 +49,12 @@ async def serve(asgi_app: Any) -> AsyncIterator[str]:
 class Client:
     """A real python-socketio client that records what it receives."""
 
-    def __init__(self, url: str, auth: Any = None) -> None:
+    def __init__(
+        self, url: str, auth: Any = None, transports: tuple[str, ...] = ("websocket",)
+    ) -> None:
         self.url = url
         self.auth = auth
+        self.transports = list(transports)
         self.sio = socketio.AsyncClient(reconnection=False)
         self.received: asyncio.Queue[Message] = asyncio.Queue()
         self.sio.on("*", self._record)
@@ -61,7 +67,7 @@ class Client:
 
     async def __aenter__(self) -> Client:
         try:
-            await self.sio.connect(self.url, auth=self.auth, transports=["websocket"])
+            await self.sio.connect(self.url, auth=self.auth, transports=self.transports)
         except socketio.exceptions.ConnectionError as exc:
             # The reason reaches the client as the data of its `connect_error` event.
             raise ConnectionRejected(f"refused: {self.connect_errors!r}") from exc
@@ -88,6 +94,67 @@ class Client:
 
     async def receive(self, *, timeout: float = 5.0) -> Message:
         return await asyncio.wait_for(self.received.get(), timeout)
+
+
+class RawClient:
+    """A Socket.IO client over a bare websocket (the `websockets` package), connected to the
+    namespace "/": it sees every packet in the order it arrives, events and acknowledgements
+    alike, and answers Engine.IO pings itself. `compression="deflate"` offers per-message
+    deflate; `options` go to `websockets.asyncio.client.connect`."""
+
+    def __init__(self, url: str, compression: str | None = None, **options: Any) -> None:
+        self.url = url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+        self.options = {"ping_interval": None, "max_size": None, **options}
+        self.options["compression"] = compression
+        self.sid = ""
+        self._ws: ClientConnection | None = None
+
+    async def __aenter__(self) -> RawClient:
+        self._ws = await connect(self.url, **self.options)
+        assert str(await self.ws.recv()).startswith("0")  # Engine.IO open
+        await self.ws.send("40")  # Socket.IO connect to "/"
+        connected = str(await self.ws.recv())
+        assert connected.startswith("40"), connected
+        self.sid = json.loads(connected[2:])["sid"]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.ws.close()
+
+    @property
+    def ws(self) -> ClientConnection:
+        assert self._ws is not None
+        return self._ws
+
+    async def emit(self, event: str, data: Any = None, ack_id: int | None = None) -> None:
+        args = [event] if data is None else [event, data]
+        await self.ws.send(f"42{'' if ack_id is None else ack_id}{json.dumps(args)}")
+
+    async def receive(self, *, timeout: float = 5.0) -> tuple[str, Any, Any]:
+        """The next event, `("event", name, data)`, or acknowledgement, `("ack", id, data)`."""
+        while True:
+            text = str(await asyncio.wait_for(self.ws.recv(), timeout))
+            if text == "2":
+                await self.ws.send("3")
+            elif text.startswith("42"):
+                args = json.loads(text[2:])
+                return "event", args[0], args[1] if len(args) > 1 else None
+            elif text.startswith("43"):
+                end = 2
+                while text[end].isdigit():
+                    end += 1
+                args = json.loads(text[end:])
+                return "ack", int(text[2:end]), args[0] if args else None
+            else:
+                raise AssertionError(f"unexpected packet {text!r}")
+
+    async def call(self, event: str, data: Any = None, *, timeout: float = 5.0) -> Any:
+        """Emit `event` asking for an acknowledgement, and return it (nothing else may come
+        in meanwhile)."""
+        await self.emit(event, data, ack_id=0)
+        kind, ack_id, payload = await self.receive(timeout=timeout)
+        assert (kind, ack_id) == ("ack", 0)
+        return payload
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
 import engineio.async_socket
+import engineio.packet
 import pytest
 import socketio
+import websockets.protocol
+import websockets.server
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from roomcast import App, Request
+from roomcast.adapters._direct import text_frame
 from roomcast.adapters.socketio import SocketIOTransport, attach
 
 from .servers import Client, serve
@@ -41,8 +47,9 @@ async def url(sio: socketio.AsyncServer) -> AsyncIterator[str]:
 
 
 def test_the_internals_relied_on_are_there() -> None:
-    """The adapter leans on these python-socketio internals; a release that changes one
-    must fail here before it fails users."""
+    """The adapter leans on these python-socketio and python-engineio internals (and, for
+    the fast path, on uvicorn's and websockets'); a release that changes one must fail here
+    before it fails users."""
     params = list(inspect.signature(socketio.AsyncServer._handle_event).parameters)
     assert params == ["self", "eio_sid", "namespace", "id", "data"]
     assert inspect.iscoroutinefunction(socketio.AsyncServer._send_packet)
@@ -62,6 +69,89 @@ def test_the_internals_relied_on_are_there() -> None:
     assert eio_socket.closed is False
     close = inspect.signature(engineio.async_socket.AsyncSocket.close).parameters
     assert {"wait", "abort", "reason"} <= set(close)
+    # The fast path (_direct.py): a socket's transport and closing flags, the queue's waiters,
+    # and what websockets' sans-I/O protocol says of a connection.
+    assert eio_socket.upgraded is False
+    assert eio_socket.closing is False
+    assert isinstance(eio_socket.queue._getters, collections.deque)
+    assert websockets.protocol.Protocol(websockets.protocol.SERVER).extensions == []
+    assert websockets.protocol.State.OPEN.name == "OPEN"
+    assert issubclass(websockets.server.ServerProtocol, websockets.protocol.Protocol)
+    assert inspect.iscoroutinefunction(WebSocketsSansIOProtocol.send)
+
+
+async def test_the_internals_of_the_fast_path_are_there(
+    app: App, sio: socketio.AsyncServer, url: str
+) -> None:
+    """What `_direct.py` reads of a live connection, served by uvicorn's websockets-sansio
+    protocol as `serve` does. Were one to change, the fast path would fall back to the queue
+    silently (test_adapter_direct.py counts it), or worse, write out of order."""
+    environs: dict[str, Any] = {}
+    facts: dict[str, Any] = {}
+
+    @app.on_connect
+    async def remember(req: Request) -> None:
+        environs[req.sid] = req.environ
+
+    @app.route("probe")
+    async def probe(req: Request) -> None:
+        # python-engineio's ASGI environ: the websocket scope, and the server's `send`.
+        environ = environs[req.sid]
+        facts["scope"] = environ["asgi.scope"]["type"]
+        protocol = environ["asgi.send"].__self__
+        facts["protocol"] = type(protocol)
+        facts["conn"] = type(protocol.conn)
+        facts["state"] = protocol.conn.state
+        facts["extensions"] = protocol.conn.extensions
+        facts["transport"] = isinstance(protocol.transport, asyncio.Transport)
+        # python-engineio: a websocket socket whose idle writer task waits on the queue, and
+        # is woken (its waiter gone) by a packet put on it.
+        socket = sio.eio.sockets[sio.manager.eio_sid_from_sid(req.sid, "/")]
+        facts["upgraded"] = socket.upgraded
+        getters = socket.queue._getters
+        facts["idle writer waits"] = len(getters) == 1 and not getters[0].done()
+        socket.queue.put_nowait(engineio.packet.Packet(engineio.packet.NOOP))
+        facts["woken writer gone"] = not getters
+        # uvicorn: `send` has written the frame to the transport by the time it returns, the
+        # same bytes as `text_frame` (recorded by a stand-in for the transport, put back at
+        # once).
+        recording = _Recording(protocol.transport)
+        protocol.transport = recording
+        try:
+            await environ["asgi.send"]({"type": "websocket.send", "text": "6"})
+        finally:
+            protocol.transport = recording.inner
+        facts["written"] = recording.written
+
+    async with Client(url) as client:
+        assert await client.call("probe") is None
+    assert facts == {
+        "scope": "websocket",
+        "protocol": WebSocketsSansIOProtocol,
+        "conn": websockets.server.ServerProtocol,
+        "state": websockets.protocol.State.OPEN,
+        "extensions": [],
+        "transport": True,
+        "upgraded": True,
+        "idle writer waits": True,
+        "woken writer gone": True,
+        "written": [text_frame("6")],  # an Engine.IO noop
+    }
+
+
+class _Recording:
+    """A transport that records what is written to it, and passes everything on."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+        self.inner.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 async def test_events_of_one_client_are_handled_in_order(app: App, url: str) -> None:

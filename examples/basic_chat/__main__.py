@@ -35,7 +35,15 @@ def main(argv: list[str] | None = None) -> None:
         backend = RedisBackend(args.redis)
     asgi_app = create_asgi_app(create_app(backend))
     print(f"basic_chat: open http://{args.host}:{args.port}/ in two browser tabs", flush=True)
-    uvicorn.run(asgi_app, host=args.host, port=args.port, ws="websockets-sansio")
+    # websockets-sansio without per-message deflate lets roomcast write each broadcast's one
+    # websocket frame straight to every receiver (docs/socketio.md); chat messages are small.
+    uvicorn.run(
+        asgi_app,
+        host=args.host,
+        port=args.port,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+    )
 
 
 if __name__ == "__main__":

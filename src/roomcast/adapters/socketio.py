@@ -6,10 +6,10 @@ attach(app, sio)
 asgi_app = socketio.ASGIApp(sio)
 ```
 
-Every event of the namespace goes through the app. Two things python-socketio's public API
-cannot do are done by relying on a few of its internals, which is why the `socketio` extra pins
-the python-socketio versions this module is tested against (`tests/test_adapter_socketio.py`
-checks each reliance):
+Every event of the namespace goes through the app. What python-socketio's public API cannot do
+is done by reading a few of its internals, and of python-engineio's, which is why the
+`socketio` extra pins the versions this module is tested against (`tests/test_adapter_socketio.py`
+checks each reliance); nothing of theirs is patched:
 
 - to know whether the client asked for an acknowledgement (so an error goes into the ack, or
   else as the event `"error"`) and to send the ack as soon as the handler responds, the
@@ -18,7 +18,14 @@ checks each reliance):
 - a broadcast is encoded once into Engine.IO packets (`packet_class`) and put straight on each
   receiver's Engine.IO queue (`eio.sockets[eio_sid].queue`), with no task or coroutine per
   receiver; that queue is also where `Limits.max_queued` is enforced: a receiver whose queue is
-  full is disconnected (`socket.close(wait=False)`) or loses its oldest packets.
+  full is disconnected (`socket.close(wait=False)`) or loses its oldest packets;
+- the fast path: under uvicorn's websockets-sansio protocol, a broadcast is also framed once as
+  a websocket text frame, and written straight to each receiver's transport whenever nothing
+  is pending for that receiver in Engine.IO (its queue is empty and its writer task waits on
+  it), its websocket is open, negotiated no compression, and its transport's buffer is small.
+  Every other receiver, and every other setup (long-polling, another ASGI server, aiohttp,
+  per-message deflate, binary attachments), takes the queue. `_direct.py` says what it relies
+  on; `SocketIOTransport.direct_writes` counts the deliveries it made.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import engineio.packet
 import socketio
@@ -36,6 +43,7 @@ import socketio.packet
 from .._app import App
 from .._exceptions import Reject
 from .._transport import Transport
+from ._direct import DirectWriter, text_frame
 
 __all__ = ["SocketIOTransport", "attach"]
 
@@ -61,31 +69,58 @@ def attach(app: App, sio: socketio.AsyncServer, namespace: str = "/") -> SocketI
     return transport
 
 
+class Encoded(NamedTuple):
+    """One event as this transport sends it, built once per broadcast."""
+
+    packets: list[engineio.packet.Packet]
+    """The Engine.IO packets, for receivers reached through their queue."""
+    frame: bytes | None
+    """The websocket frame of the one text packet, for receivers written to directly; `None`
+    for binary attachments, or when no connection can be written to directly."""
+
+
 class SocketIOTransport(Transport):
-    """Carries a roomcast app's events over one namespace of a python-socketio server."""
+    """Carries a roomcast app's events over one namespace of a python-socketio server.
+
+    `direct_writes` counts the deliveries written straight to a websocket rather than through
+    Engine.IO's queue (the fast path: see the module's docstring).
+    """
 
     def __init__(self, app: App, sio: socketio.AsyncServer, namespace: str = "/") -> None:
         self.app = app
         self.sio = sio
         self.namespace = namespace
+        self.direct_writes = 0
         self._handling: set[asyncio.Task[None]] = set()
+        self._writers: dict[str, DirectWriter] = {}
 
-    def encode(self, event: str, data: Any) -> list[engineio.packet.Packet]:
+    def encode(self, event: str, data: Any) -> Encoded:
         args = [event] if data is None else [event, data]
         pkt = self.sio.packet_class(socketio.packet.EVENT, namespace=self.namespace, data=args)
         encoded = pkt.encode()
         parts = encoded if isinstance(encoded, list) else [encoded]
-        return [engineio.packet.Packet(engineio.packet.MESSAGE, part) for part in parts]
+        packets = [engineio.packet.Packet(engineio.packet.MESSAGE, part) for part in parts]
+        frame = None
+        if self._writers and len(packets) == 1 and not packets[0].binary:
+            frame = text_frame(packets[0].encode())
+        return Encoded(packets, frame)
 
     async def send(self, sids: Iterable[str], encoded: Any) -> None:
+        packets, frame = encoded
+        writers = self._writers if frame is not None else {}
         eio_sid_of = self.sio.manager.eio_sid_from_sid
         sockets = self.sio.eio.sockets
         namespace = self.namespace
         limits = self.app.limits
-        room_left = math.inf if limits.max_queued is None else limits.max_queued - len(encoded)
+        room_left = math.inf if limits.max_queued is None else limits.max_queued - len(packets)
         drop_oldest = limits.slow_consumer == "drop_oldest"
         slow: list[Any] = []
+        direct = 0
         for sid in sids:
+            writer = writers.get(sid)
+            if writer is not None and writer.write(frame):
+                direct += 1
+                continue
             socket = sockets.get(eio_sid_of(sid, namespace))
             if socket is None or socket.closed:
                 continue
@@ -94,9 +129,10 @@ class SocketIOTransport(Transport):
                 if not drop_oldest:
                     slow.append(socket)
                     continue
-                self.app.stats.events_dropped += _drop(queue, len(encoded))
-            for pkt in encoded:
+                self.app.stats.events_dropped += _drop(queue, len(packets))
+            for pkt in packets:
                 queue.put_nowait(pkt)
+        self.direct_writes += direct
         for socket in slow:
             self._shed(socket)
 
@@ -117,12 +153,21 @@ class SocketIOTransport(Transport):
     # -- what python-socketio calls ------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        # Known before the hooks run, so that a disconnection during them forgets it too.
+        socket = self.sio.eio.sockets.get(self.sio.manager.eio_sid_from_sid(sid, self.namespace))
+        writer = DirectWriter.of(socket, environ)
+        if writer is not None:
+            self._writers[sid] = writer
         try:
             await self.app.handle_connect(sid, auth, self, environ)
-        except Reject as exc:
-            raise socketio.exceptions.ConnectionRefusedError(exc.reason) from exc
+        except BaseException as exc:
+            self._writers.pop(sid, None)
+            if isinstance(exc, Reject):
+                raise socketio.exceptions.ConnectionRefusedError(exc.reason) from exc
+            raise
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._writers.pop(sid, None)
         await self.app.handle_disconnect(sid)
 
     async def _on_event(self, eio_sid: str, ack_id: int | None, data: list[Any]) -> None:

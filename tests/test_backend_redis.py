@@ -252,3 +252,22 @@ async def test_redis_going_away_and_coming_back(prefix: str) -> None:
             await a.emit("say", {"rooms": ["x"], "text": "back"})
             assert (await c.receive()).data == "back"
             assert (await b.receive()).data == "back"
+
+
+async def test_a_crowd_of_operations_waits_for_connections_rather_than_failing(
+    prefix: str,
+) -> None:
+    async with make_app(REDIS_URL, prefix, max_connections=10) as app, TestClient(app) as a:
+        await a.call("join", ["crowd"])
+        counts: list[int] = []
+
+        async def count() -> None:
+            counts.append(await app.room("crowd").count())
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(300):
+                tg.start_soon(count)
+        assert counts == [1] * 300
+        backend = app.backend
+        assert isinstance(backend, RedisBackend)
+        assert backend.available

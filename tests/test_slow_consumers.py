@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 import socketio
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from roomcast import App, Limits, Request
 from roomcast.adapters.socketio import attach
@@ -60,6 +61,11 @@ async def stalled_client(url: str) -> AsyncIterator[tuple[ClientConnection, str]
         yield ws, sid
 
 
+async def read_forever(ws: ClientConnection) -> None:
+    while True:
+        await ws.recv()
+
+
 def largest_queue(sio: socketio.AsyncServer) -> int:
     return max((s.queue.qsize() for s in sio.eio.sockets.values()), default=0)
 
@@ -90,7 +96,7 @@ async def test_a_stalled_client_is_disconnected_and_the_others_get_everything() 
     attach(app, sio)
     async with (
         serve(socketio.ASGIApp(sio)) as url,
-        stalled_client(url) as (_, stalled_sid),
+        stalled_client(url) as (stalled, stalled_sid),
         Client(url) as a,
         Client(url) as b,
     ):
@@ -103,6 +109,10 @@ async def test_a_stalled_client_is_disconnected_and_the_others_get_everything() 
         assert await app.room("room").members() == {a.sid, b.sid}
         # No queue grew past the limit (plus the one broadcast in hand).
         assert peak <= MAX_QUEUED + 1
+        # The server closed the stalled client's TCP connection rather than leaving it open
+        # with megabytes unsent: reading on, the client reaches the end instead of waiting.
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(read_forever(stalled), 10)
 
 
 async def test_drop_oldest_keeps_the_client_and_bounds_its_queue() -> None:

@@ -111,6 +111,13 @@ class DirectWriter:
             return None
         return cls(socket, conn, transport, State.OPEN)
 
+    def abort(self) -> None:
+        """Close the connection's TCP socket at once, dropping what it holds unsent: for a
+        reader so slow that it is shed, whose unsent data would otherwise keep the socket."""
+        abort = getattr(self._transport, "abort", None)
+        if callable(abort):
+            abort()
+
     def write(self, frame: bytes) -> bool:
         """Write `frame` now and return True, or return False: it must take the queue."""
         getters = self._queue._getters  # type: ignore[attr-defined]

@@ -127,20 +127,25 @@ class SocketIOTransport(Transport):
             queue = socket.queue
             if queue.qsize() > room_left:
                 if not drop_oldest:
-                    slow.append(socket)
+                    slow.append((sid, socket))
                     continue
                 self.app.stats.events_dropped += _drop(queue, len(packets))
             for pkt in packets:
                 queue.put_nowait(pkt)
         self.direct_writes += direct
-        for socket in slow:
-            self._shed(socket)
+        for sid, socket in slow:
+            self._shed(sid, socket)
 
-    def _shed(self, socket: Any) -> None:
-        """Disconnect a connection that does not read what it is sent: its queue is emptied
-        and an Engine.IO close takes the place of what it missed."""
+    def _shed(self, sid: str, socket: Any) -> None:
+        """Disconnect a connection that does not read what it is sent: its queue is emptied,
+        an Engine.IO close takes the place of what it missed and, where the adapter holds the
+        connection's transport, its TCP socket is closed at once (else the kernel's unsent
+        buffer would keep it open until the client reads or goes)."""
         self.app.stats.slow_consumers_disconnected += 1
         _drop(socket.queue, socket.queue.qsize())
+        writer = self._writers.pop(sid, None)
+        if writer is not None:
+            writer.abort()
         task = asyncio.get_running_loop().create_task(
             socket.close(wait=False, abort=False, reason="slow consumer")
         )

@@ -101,7 +101,9 @@ class RedisBackend(Backend):
 
     `dead_after`: seconds after which a silent node's connections are removed;
     `heartbeat`: how often a node proves it is alive and looks for dead ones;
-    `timeout`: the longest a Redis operation may take before `BackendUnavailable`.
+    `timeout`: the longest a Redis operation may take before `BackendUnavailable`;
+    `max_connections`: connections to Redis this node opens at most (more operations at once
+    wait for one, within `timeout`), besides its pub/sub connection.
     """
 
     requires_start: ClassVar[bool] = True
@@ -115,6 +117,7 @@ class RedisBackend(Backend):
         heartbeat: float = 2.0,
         timeout: float = 2.0,
         max_backoff: float = 5.0,
+        max_connections: int = 50,
     ) -> None:
         if heartbeat >= dead_after:
             raise ValueError("heartbeat must be shorter than dead_after.")
@@ -124,6 +127,7 @@ class RedisBackend(Backend):
         self.heartbeat = heartbeat
         self.timeout = timeout
         self.max_backoff = max_backoff
+        self.max_connections = max_connections
         self.node = secrets.token_hex(8)
         self._local = MemoryBackend()
         self._redis: aioredis.Redis | None = None
@@ -142,13 +146,18 @@ class RedisBackend(Backend):
         self._deliver = deliver
         self._connected = anyio.Event()
         await self._local.open(deliver)
-        self._redis = aioredis.Redis.from_url(
+        # A blocking pool: many operations at once (a crowd disconnecting) wait for a free
+        # connection, instead of failing as if Redis were down.
+        pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
+            max_connections=self.max_connections,
+            timeout=self.timeout,
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
+        self._redis = aioredis.Redis(connection_pool=pool)
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._listen)
@@ -176,7 +185,7 @@ class RedisBackend(Backend):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
                 self._pubsub = None
             if self._redis is not None:
-                await self._redis.aclose()
+                await self._redis.aclose(close_connection_pool=True)
                 self._redis = None
 
     # -- membership ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""What the benchmarks share: plain-text tables, CPU time of a process, limits, JSON output."""
+"""What the benchmarks share: plain-text tables, CPU time and memory of a process, limits, JSON
+output."""
 
 from __future__ import annotations
 
@@ -71,6 +72,21 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kb(pid: int) -> dict[str, int] | None:
+    """The resident memory of the process `pid` now (`rss`) and at its peak (`peak`, the high
+    water mark), in kB, from /proc/PID/status; None where that cannot be read."""
+    found = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for text in f:
+                key, _, value = text.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    found["rss" if key == "VmRSS" else "peak"] = int(value.split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return found if len(found) == 2 else None
 
 
 def machine_busy_seconds() -> float | None:

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.fanout [--sizes 50,200,1000] [--duration 5]
         [--servers roomcast,python-socketio,node] [--repeat 1] [--json out.json]
-        [--plot benchmarks/fanout.png]
+        [--plot benchmarks/fanout.png] [--stalled N] [--redis-url URL]
 
 For each number of clients C and each server, a fresh server process (roomcast on
 python-socketio under uvicorn; raw python-socketio under uvicorn; Node socket.io 4.8) and a
@@ -36,6 +36,31 @@ A server is `roomcast`, `python-socketio` or `node`; the Python ones take a fron
 `uvicorn` (the default, ws="websockets-sansio"), `uvicorn-websockets`, `uvicorn-wsproto` or
 `aiohttp` (python-engineio's aiohttp mode), e.g. `--servers roomcast,roomcast@aiohttp`.
 Needs `node` and `npm ci --prefix benchmarks`.
+
+Several processes over Redis: `roomcast-redis2` (generally `roomcast-redisN`, also with a
+front: `roomcast-redis2@aiohttp`) runs N roomcast server processes, each an
+`App(backend=RedisBackend(--redis-url, prefix=P), limits=Limits(rate=None))` started and
+stopped by the ASGI lifespan, with a prefix P of its own for each run. The generator splits
+its C clients evenly across them (client i on server i mod N; the sender, client 0, on the
+first), so a broadcast reaches 1/N of the clients directly and the rest through Redis pub/sub.
+A last table gives, against single-process `roomcast` at the same C in the same run (list
+both in `--servers`), the ratio of deliveries/s and of deliveries per server CPU-second (all
+N processes' CPU), each process's CPU, redis-server's (when its PID, from `INFO`, is visible
+here), p50 latency of each server's clients (local, then through Redis), and the keys of the
+run's prefix that the servers left in Redis when they stopped (then deleted).
+
+Stalled clients: with `--stalled N`, each server at each C runs twice in a row, without and
+then with N extra clients (raw, whatever `--client` says) that join `chat` after the C others
+and then stop reading (the generator pauses their socket). They count in nothing measured;
+a last table gives the C normal clients' deliveries/s with them against without (the ratio),
+the server's resident memory (VmRSS) at the end of each measurement and its peak (VmHWM), and
+what the server held then (a probe it prints on SIGUSR1: open connections, the longest
+Engine.IO queue, and for roomcast `app.stats`, e.g. `slow_consumers_disconnected`). roomcast
+bounds each connection's queue (`Limits.max_queued=1000`, `slow_consumer="disconnect"`);
+python-socketio and Node socket.io do not. A stalled client first fills the kernel's socket
+buffers (a few MB on loopback) before any server queue grows: at a low rate of messages (a
+large C) a short run may never get there; `--payload` (characters of text per message, 64 by
+default) or a longer `--duration` gets there sooner.
 """
 
 from __future__ import annotations
@@ -45,6 +70,8 @@ import importlib.util
 import json
 import os
 import queue
+import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -53,6 +80,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
@@ -62,6 +90,7 @@ from ._common import (
     cpu_seconds,
     machine,
     machine_busy_seconds,
+    memory_kb,
     raise_open_files_limit,
     table,
     write_json,
@@ -70,16 +99,21 @@ from .fanout_server import FRONTS, KINDS
 
 BASELINE = "python-socketio"
 NODE_MODULES = HERE / "node_modules"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_KIND = re.compile(r"roomcast-redis([1-9][0-9]*)")
 
 
 def parse_server(spec: str) -> list[str]:
-    """The command that starts the server `spec` (see the module docstring)."""
+    """The command that starts (one process of) the server `spec` (see the module docstring)."""
     kind, _, front = spec.partition("@")
     if kind == "node" and not front:
         return ["node", str(HERE / "fanout_server.js")]
+    if REDIS_KIND.fullmatch(kind):
+        kind = "roomcast"
     if kind not in KINDS or (front and front not in FRONTS):
         raise argparse.ArgumentTypeError(
-            f"unknown server {spec!r}: use node, or {'/'.join(KINDS)} optionally followed "
+            f"unknown server {spec!r}: use node, or {'/'.join(KINDS)} or roomcast-redisN "
+            f"(N processes sharing rooms through Redis) optionally followed "
             f"by @{'/@'.join(FRONTS)}"
         )
     return [
@@ -91,6 +125,28 @@ def parse_server(spec: str) -> list[str]:
         "--front",
         front or "uvicorn",
     ]
+
+
+def redis_processes(spec: str) -> int:
+    """How many processes the server `spec` runs over Redis: N for roomcast-redisN, else 0."""
+    match = REDIS_KIND.fullmatch(spec.partition("@")[0])
+    return int(match.group(1)) if match else 0
+
+
+def single_process(spec: str) -> str:
+    """The one-process server that `spec` (roomcast-redisN[@front]) is compared with."""
+    _, at, front = spec.partition("@")
+    return f"roomcast{at}{front}"
+
+
+def label(spec: str, stalled: int) -> str:
+    """How a run is named in the tables: the server, and the stalled clients it had."""
+    return f"{spec} +{stalled} stalled" if stalled else spec
+
+
+def variants(servers: Sequence[str], stalled: int) -> list[tuple[str, int]]:
+    """(server, stalled clients) of every run at one C, in the order they run."""
+    return [(spec, n) for spec in servers for n in ((0, stalled) if stalled else (0,))]
 
 
 class Lines:
@@ -139,26 +195,42 @@ def tail(file: IO[str]) -> str:
     return "".join(file.readlines()[-20:])
 
 
-def run_one(spec: str, clients: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Start the server `spec` and a load generator with `clients`; return the measurements."""
+def run_one(spec: str, clients: int, args: argparse.Namespace, stalled: int = 0) -> dict[str, Any]:
+    """Start the server `spec` (its processes) and a load generator with `clients` (and
+    `stalled` clients that stop reading); return the measurements."""
     command = parse_server(spec)
-    if args.loop != "asyncio" and command[0] == sys.executable:
+    python = command[0] == sys.executable
+    if args.loop != "asyncio" and python:
         command += ["--loop", args.loop]
-    with (
-        tempfile.TemporaryFile("w+") as server_err,
-        tempfile.TemporaryFile("w+") as client_err,
-    ):
-        server = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=server_err, text=True
-        )
+    count = redis_processes(spec)
+    prefix = None
+    if count:
+        prefix = f"roomcast-bench-{secrets.token_hex(4)}:"
+        command += ["--redis", args.redis_url, "--prefix", prefix]
+    redis = redis_pid(args.redis_url) if count else None
+    with ExitStack() as files:
+        server_errs = [
+            files.enter_context(tempfile.TemporaryFile("w+")) for _ in range(count or 1)
+        ]
+        client_err = files.enter_context(tempfile.TemporaryFile("w+"))
+        servers: list[subprocess.Popen[str]] = []
         client: subprocess.Popen[str] | None = None
+        keys_left = None
+        logged_by_then: list[int] = []
         try:
-            port = Lines(server.stdout).next_json(30, "port from the server")["port"]  # type: ignore[arg-type]
+            for err in server_errs:
+                servers.append(
+                    subprocess.Popen(
+                        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True
+                    )
+                )
+            server_lines = [Lines(server.stdout) for server in servers]  # type: ignore[arg-type]
+            ports = [lines.next_json(30, "port from the server")["port"] for lines in server_lines]
             client = subprocess.Popen(
                 [
                     "node",
                     str(HERE / "fanout_client.js"),
-                    *("--url", f"http://127.0.0.1:{port}"),
+                    *("--url", ",".join(f"http://127.0.0.1:{port}" for port in ports)),
                     *("--clients", str(clients)),
                     *("--warmup", str(args.warmup)),
                     *("--duration", str(args.duration)),
@@ -166,6 +238,8 @@ def run_one(spec: str, clients: int, args: argparse.Namespace) -> dict[str, Any]
                     *("--batch", str(args.batch)),
                     *("--rate", str(args.rate)),
                     *("--client", args.client),
+                    *("--stalled", str(stalled)),
+                    *("--payload", str(args.payload)),
                 ],
                 cwd=HERE,
                 stdout=subprocess.PIPE,
@@ -173,41 +247,144 @@ def run_one(spec: str, clients: int, args: argparse.Namespace) -> dict[str, Any]
                 text=True,
             )
             lines = Lines(client.stdout)  # type: ignore[arg-type]
-            connected = lines.next_json(60 + clients * 0.1, "connections")
-            profiler = start_profiler(args.profile, spec, clients, server.pid, command)
+            connected = lines.next_json(60 + (clients + stalled) * 0.1, "connections")
+            profiler = start_profiler(args.profile, spec, clients, servers[0].pid, command)
             lines.next_json(args.warmup + 30, "start of the measurement")
-            before = sample(server.pid, client.pid)
+            pids = [*(server.pid for server in servers), client.pid]
+            before = sample(pids, redis)
             lines.next_json(args.duration + 30, "end of the measurement")
-            after = sample(server.pid, client.pid)
+            after = sample(pids, redis)
+            memory = [memory_kb(server.pid) for server in servers]
+            logged_by_then = [os.fstat(err.fileno()).st_size for err in server_errs]
+            probes = [
+                probe(server, lines_) if python else None
+                for server, lines_ in zip(servers, server_lines, strict=True)
+            ]
             stop_profiler(profiler)
             result = lines.next_json(60, "results")
             client.wait(30)
         except Exception as exc:
-            message = f"{spec} with {clients} clients failed: {exc}"
+            message = f"{label(spec, stalled)} with {clients} clients failed: {exc}"
             if client is not None:
                 stop(client)
                 message += f"\n--- load generator stderr ---\n{tail(client_err)}"
-            stop(server)
-            message += f"\n--- server stderr ---\n{tail(server_err)}"
+            for server, err in zip(servers, server_errs, strict=False):
+                stop(server)
+                message += f"\n--- server stderr ---\n{tail(err)}"
             raise RuntimeError(message) from exc
         finally:
             if client is not None:
                 stop(client)
-            stop(server)
+            for server in servers:
+                stop(server)
+            if prefix is not None:
+                keys_left = drop_prefix(args.redis_url, prefix)
+            logged = [
+                server_log(err, end) for err, end in zip(server_errs, logged_by_then, strict=False)
+            ]
     wall = after[0] - before[0]
-    server_cpu = after[1] - before[1]
-    client_cpu = after[2] - before[2]
+    *server_cpus, client_cpu = (a - b for a, b in zip(after[1], before[1], strict=True))
+    redis_cpu = None
+    if after[2] is not None and before[2] is not None:
+        redis_cpu = after[2] - before[2]
     other = None
     if after[3] is not None and before[3] is not None:
-        other = max(0.0, 100 * (after[3] - before[3] - server_cpu - client_cpu) / wall)
+        used = sum(server_cpus) + client_cpu + (redis_cpu or 0.0)
+        other = max(0.0, 100 * (after[3] - before[3] - used) / wall)
     result.update(
         server=spec,
-        server_cpu=100 * server_cpu / wall,
+        stalled=stalled,
+        server_cpu=100 * sum(server_cpus) / wall,
         client_cpu=100 * client_cpu / wall,
         other_cpu=other,
         ramp_seconds=connected["seconds"],
+        server_cpus=[100 * cpu / wall for cpu in server_cpus],
+        memory_kb=memory,
+        probes=probes,
+        server_log=logged,
     )
+    if count:
+        result.update(
+            processes=count,
+            redis_pid=redis,
+            redis_cpu=None if redis_cpu is None else 100 * redis_cpu / wall,
+            redis_keys_left=keys_left,
+        )
     return result
+
+
+def server_log(err: IO[str], end_of_run: int) -> dict[str, list[str]]:
+    """What a server wrote on stderr (a quiet server writes nothing) up to the end of the
+    measurement (`run`), and after it (`teardown`): a few lines of each."""
+    data = os.pread(err.fileno(), os.fstat(err.fileno()).st_size, 0)  # the offset stays
+    found = {}
+    for phase, part in (("run", data[:end_of_run]), ("teardown", data[end_of_run:])):
+        lines = part.decode(errors="replace").splitlines()
+        found[phase] = [line for line in lines if line.strip()][:10]
+    return found
+
+
+def probe(server: subprocess.Popen[str], lines: Lines) -> dict[str, Any] | None:
+    """Ask a Python server what it holds now (it prints a probe line on SIGUSR1)."""
+    if server.poll() is not None:
+        return None
+    server.send_signal(signal.SIGUSR1)
+    try:
+        found: dict[str, Any] = lines.next_json(10, "probe from the server")["probe"]
+    except (TimeoutError, RuntimeError, KeyError):
+        return None
+    return found
+
+
+def redis_pid(url: str) -> int | None:
+    """redis-server's PID, from `INFO`, when that process is visible here; else None."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        pid = int(client.info("server")["process_id"])
+    except (redis.exceptions.RedisError, OSError, KeyError, ValueError):
+        return None
+    finally:
+        client.close()
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return pid if "redis" in f.read() else None
+    except OSError:
+        return None
+
+
+def redis_unreachable(url: str) -> str | None:
+    """Why Redis at `url` cannot be used, or None when it answers."""
+    try:
+        import redis
+    except ImportError:
+        return "the redis package is missing (pip install 'roomcast[redis]')"
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except (redis.exceptions.RedisError, OSError) as exc:
+        return f"no Redis at {url} ({exc})"
+    finally:
+        client.close()
+    return None
+
+
+def drop_prefix(url: str, prefix: str) -> int | None:
+    """Delete the keys under `prefix` in Redis; return how many there were (None: unknown)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    except (redis.exceptions.RedisError, OSError) as exc:
+        print(f"could not delete the Redis keys {prefix}*: {exc}", file=sys.stderr)
+        return None
+    finally:
+        client.close()
 
 
 def per_cpu_second(result: dict[str, Any]) -> float | None:
@@ -217,8 +394,19 @@ def per_cpu_second(result: dict[str, Any]) -> float | None:
     return result["deliveries_per_s"] / cpu if cpu > 0.05 else None
 
 
-def sample(server: int, client: int) -> tuple[float, float, float, float | None]:
-    return (time.perf_counter(), cpu_seconds(server), cpu_seconds(client), machine_busy_seconds())
+def sample(
+    pids: Sequence[int], extra: int | None = None
+) -> tuple[float, list[float], float | None, float | None]:
+    """The time, the CPU seconds of each of `pids`, of `extra` (a process that may not be
+    there: None then) and the machine's busy seconds."""
+    extra_cpu = None
+    if extra is not None:
+        try:
+            extra_cpu = cpu_seconds(extra)
+        except Exception:  # gone, or not ours to read
+            extra_cpu = None
+    cpus = [cpu_seconds(pid) for pid in pids]
+    return time.perf_counter(), cpus, extra_cpu, machine_busy_seconds()
 
 
 def start_profiler(
@@ -253,18 +441,20 @@ def stop_profiler(profilers: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-def report(results: Sequence[dict[str, Any]], servers: Sequence[str]) -> str:
-    """The table of one run, with ratios against raw python-socketio at the same C."""
-    base = {r["clients"]: r for r in results if r["server"] == BASELINE}
+def report(results: Sequence[dict[str, Any]], servers: Sequence[str], stalled: int = 0) -> str:
+    """The table of one run, with ratios against raw python-socketio at the same C (and the
+    same number of stalled clients); then the tables of the servers over Redis and of the
+    stalled clients, when the run had them."""
+    base = {(r["clients"], r.get("stalled", 0)): r for r in results if r["server"] == BASELINE}
     rows = []
     for r in results:
-        ref = base.get(r["clients"])
+        ref = base.get((r["clients"], r.get("stalled", 0)))
         per_cpu = per_cpu_second(r)
         ref_per_cpu = per_cpu_second(ref) if ref else None
         rows.append(
             [
                 r["clients"],
-                r["server"],
+                label(r["server"], r.get("stalled", 0)),
                 r["deliveries_per_s"],
                 r["deliveries_per_s"] / ref["deliveries_per_s"] if ref else None,
                 per_cpu,
@@ -296,42 +486,208 @@ def report(results: Sequence[dict[str, Any]], servers: Sequence[str]) -> str:
     text = table(headers, rows)
     sizes = sorted({r["clients"] for r in results})
     if len(sizes) > 1:
-        by = {(r["server"], r["clients"]): r["deliveries_per_s"] for r in results}
+        by = {
+            (label(r["server"], r.get("stalled", 0)), r["clients"]): r["deliveries_per_s"]
+            for r in results
+        }
         lo, hi = sizes[0], sizes[-1]
+        names = [label(spec, n) for spec, n in variants(servers, stalled)]
         scaling = [
             [s, by.get((s, lo)), by.get((s, hi)), by[(s, hi)] / by[(s, lo)]]
-            for s in servers
+            for s in names
             if by.get((s, lo)) and by.get((s, hi))
         ]
         text += "\n\n" + table(
             ["server", f"deliveries/s C={lo}", f"C={hi}", f"C={hi} / C={lo}"], scaling
         )
+    if any(r.get("processes") for r in results):
+        text += "\n\n" + redis_report(results)
+    if any(r.get("stalled") for r in results):
+        text += "\n\n" + stalled_report(results)
     return text
 
 
-def spread(runs: Sequence[Sequence[dict[str, Any]]], servers: Sequence[str]) -> str:
+def redis_report(results: Sequence[dict[str, Any]]) -> str:
+    """The servers of several processes over Redis, against one process at the same C."""
+    single = {
+        (r["clients"], r["server"]): r
+        for r in results
+        if not r.get("processes") and not r.get("stalled")
+    }
+    rows, notes = [], []
+    for r in results:
+        if not r.get("processes"):
+            continue
+        name = label(r["server"], r.get("stalled", 0))
+        ref = single.get((r["clients"], single_process(r["server"])))
+        per_cpu = per_cpu_second(r)
+        ref_per_cpu = per_cpu_second(ref) if ref else None
+        groups = r.get("groups") or []
+        rows.append(
+            [
+                r["clients"],
+                name,
+                r["deliveries_per_s"],
+                r["deliveries_per_s"] / ref["deliveries_per_s"] if ref else None,
+                per_cpu,
+                per_cpu / ref_per_cpu if per_cpu and ref_per_cpu else None,
+                " + ".join(f"{cpu:.0f}" for cpu in r["server_cpus"]),
+                r.get("redis_cpu"),
+                " / ".join("-" if g["p50_ms"] is None else f"{g['p50_ms']:.1f}" for g in groups)
+                or None,
+                r.get("redis_keys_left"),
+                r["lost"] + r["given_up"],
+            ]
+        )
+        if ref is None:
+            notes.append(
+                f"{name} C={r['clients']}: no {single_process(r['server'])} run to compare"
+            )
+        if r.get("redis_pid") is None:
+            notes.append(f"{name} C={r['clients']}: redis-server's PID is not visible here")
+        for i, found in enumerate(r.get("probes") or []):
+            if found and found.get("redis_available") is False:
+                notes.append(f"{name} C={r['clients']}: server {i + 1} had lost Redis at the end")
+        for i, log in enumerate(r.get("server_log") or []):
+            for phase in ("run", "teardown"):
+                lost = [line for line in log.get(phase, []) if "Redis is unreachable" in line]
+                if lost:
+                    notes.append(
+                        f"{name} C={r['clients']}: server {i + 1} logged during the {phase}: "
+                        f"{lost[0]}" + (f" (and {len(lost) - 1} more)" if len(lost) > 1 else "")
+                    )
+    headers = [
+        "C",
+        "server",
+        "deliveries/s",
+        "x 1 process",
+        "per server CPU-s",
+        "x",
+        "CPU% of each server",
+        "redis CPU%",
+        "p50 ms by server",
+        "keys left",
+        "lost",
+    ]
+    text = (
+        "several processes sharing rooms through Redis (x: against one roomcast process at "
+        "the same C;\nper server CPU-s counts every process; p50 of each server's clients, the "
+        "sender's first;\nkeys left: under the run's prefix after the servers stopped)\n\n"
+    )
+    text += table(headers, rows)
+    if notes:
+        text += "\n" + "\n".join(f"note: {note}" for note in notes)
+    return text
+
+
+def held(r: dict[str, Any]) -> dict[str, Any]:
+    """What the server's processes held at the end of the measurement, summed (None: not
+    known: a Node server, or a probe that did not answer)."""
+    probes = r.get("probes") or []
+    memory = r.get("memory_kb") or []
+    known = [p for p in probes if p] if probes and all(probes) else []
+    stats = [p["stats"] for p in known if p.get("stats")]
+
+    def total(values: Sequence[int]) -> float:
+        return sum(values) / 1024
+
+    return {
+        "rss_mb": total([m["rss"] for m in memory]) if memory and all(memory) else None,
+        "peak_mb": total([m["peak"] for m in memory]) if memory and all(memory) else None,
+        "connections": sum(p["connections"] for p in known) if known else None,
+        "largest_queue": max(p["largest_queue"] for p in known) if known else None,
+        "shed": sum(st["slow_consumers_disconnected"] for st in stats) if stats else None,
+    }
+
+
+def stalled_report(results: Sequence[dict[str, Any]]) -> str:
+    """The C normal clients' deliveries/s with stalled clients against without, and what the
+    server held at the end of each."""
+    alone = {(r["clients"], r["server"]): r for r in results if not r.get("stalled")}
+    rows = []
+    for r in results:
+        if not r.get("stalled"):
+            continue
+        ref = alone.get((r["clients"], r["server"]))
+        now, before = held(r), held(ref) if ref else {}
+        per_cpu = per_cpu_second(r)
+        ref_per_cpu = per_cpu_second(ref) if ref else None
+        rows.append(
+            [
+                r["clients"],
+                r["server"],
+                r["stalled"],
+                ref["deliveries_per_s"] if ref else None,
+                r["deliveries_per_s"],
+                r["deliveries_per_s"] / ref["deliveries_per_s"] if ref else None,
+                per_cpu / ref_per_cpu if per_cpu and ref_per_cpu else None,
+                before.get("rss_mb"),
+                now["rss_mb"],
+                now["peak_mb"],
+                now["connections"],
+                now["largest_queue"],
+                now["shed"],
+                r["lost"] + r["given_up"],
+            ]
+        )
+    headers = [
+        "C",
+        "server",
+        "stalled",
+        "deliveries/s alone",
+        "with stalled",
+        "x alone",
+        "per CPU-s x",
+        "RSS MB alone",
+        "RSS MB with",
+        "peak RSS MB",
+        "open conns",
+        "longest queue",
+        "shed",
+        "lost",
+    ]
+    text = (
+        "stalled clients: deliveries/s of the C normal clients without, then with, clients that "
+        "join and stop reading\n(per CPU-s x: the same ratio per server CPU-second); the "
+        "server's memory (VmRSS; peak: VmHWM) and what it held\nat the end of each "
+        "measurement (open conns, longest Engine.IO queue; shed: roomcast's\n"
+        "app.stats.slow_consumers_disconnected)\n\n"
+    )
+    return text + table(headers, rows)
+
+
+def spread(
+    runs: Sequence[Sequence[dict[str, Any]]], servers: Sequence[str], stalled: int = 0
+) -> str:
     """Across runs: the best and worst deliveries/s, and each run's ratio to the baseline."""
     rows = []
     sizes = sorted({r["clients"] for results in runs for r in results})
     for clients in sizes:
-        for spec in servers:
+        for spec, n in variants(servers, stalled):
             rates, ratios = [], []
             for results in runs:
                 by = {
-                    r["server"]: r["deliveries_per_s"] for r in results if r["clients"] == clients
+                    (r["server"], r.get("stalled", 0)): r["deliveries_per_s"]
+                    for r in results
+                    if r["clients"] == clients
                 }
-                if spec in by:
-                    rates.append(by[spec])
-                    if by.get(BASELINE):
-                        ratios.append(f"{by[spec] / by[BASELINE]:.2f}")
+                if (spec, n) in by:
+                    rates.append(by[(spec, n)])
+                    if by.get((BASELINE, n)):
+                        ratios.append(f"{by[(spec, n)] / by[(BASELINE, n)]:.2f}")
             if rates:
-                rows.append([clients, spec, max(rates), min(rates), " ".join(ratios) or None])
+                name = label(spec, n)
+                rows.append([clients, name, max(rates), min(rates), " ".join(ratios) or None])
     headers = ["C", "server", "best deliveries/s", "worst", f"x {BASELINE} in each run"]
     return table(headers, rows)
 
 
 def plot(
-    runs: Sequence[Sequence[dict[str, Any]]], servers: Sequence[str], path: str, note: str
+    runs: Sequence[Sequence[dict[str, Any]]],
+    servers: Sequence[str],
+    path: str,
+    note: str,
+    stalled: int = 0,
 ) -> None:
     """Save a PNG of deliveries/s against C, one line per server: the best of the runs
     (a shared machine only ever slows a run down), with a tick for each run."""
@@ -344,17 +700,17 @@ def plot(
         print("--plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
         return
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    for spec in servers:
+    for spec, n in variants(servers, stalled):
         points: dict[int, list[float]] = {}
         for results in runs:
             for r in results:
-                if r["server"] == spec:
+                if r["server"] == spec and r.get("stalled", 0) == n:
                     points.setdefault(r["clients"], []).append(r["deliveries_per_s"])
         if not points:
             continue
         sizes = sorted(points)
         best = [max(points[c]) for c in sizes]
-        (line,) = ax.plot(sizes, best, marker="o", label=spec)
+        (line,) = ax.plot(sizes, best, marker="o", label=label(spec, n))
         for c in sizes:
             if len(points[c]) > 1:
                 ax.plot([c] * len(points[c]), points[c], "_", color=line.get_color(), ms=12)
@@ -408,6 +764,9 @@ def main(argv: list[str] | None = None) -> None:
         help="offered deliveries/s (fixed rate) instead of the window; 0: window",
     )
     parser.add_argument("--batch", type=int, default=50, help="connections opened at a time")
+    parser.add_argument(
+        "--payload", type=int, default=64, help="characters of text in each message"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs of the whole sweep")
     parser.add_argument(
         "--client",
@@ -417,6 +776,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--loop", choices=["asyncio", "uvloop"], default="asyncio", help="Python servers' loop"
+    )
+    parser.add_argument(
+        "--stalled",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run each server with N more clients that join and stop reading",
+    )
+    parser.add_argument(
+        "--redis-url", default=REDIS_URL, help="the Redis of the roomcast-redisN servers"
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--profile", metavar="DIR", help="record Python servers with py-spy")
@@ -431,12 +800,14 @@ def main(argv: list[str] | None = None) -> None:
         saved = json.loads(Path(args.from_json).read_text())
         runs, saved_args = saved["runs"], saved["args"]
         servers = [s for s in saved_args["servers"].split(",") if s]
+        stalled = saved_args.get("stalled", 0)
         for i, results in enumerate(runs):
-            print(f"run {i + 1} of {len(runs)}\n\n{report(results, servers)}\n")
+            print(f"run {i + 1} of {len(runs)}\n\n{report(results, servers, stalled)}\n")
         if len(runs) > 1:
-            print(f"all {len(runs)} runs\n\n{spread(runs, servers)}")
+            print(f"all {len(runs)} runs\n\n{spread(runs, servers, stalled)}")
         if args.plot:
-            plot(runs, servers, args.plot, describe(saved["machine"], saved_args))
+            note = describe(saved["machine"], saved_args)
+            plot(runs, servers, args.plot, note, stalled)
         return
     sizes = [int(s) for s in args.sizes.split(",") if s]
     servers = [s for s in args.servers.split(",") if s]
@@ -451,6 +822,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--loop uvloop needs uvloop (pip install uvloop)")
     if not (NODE_MODULES / "socket.io-client").is_dir():
         parser.error("Node packages missing: run `npm ci --prefix benchmarks` first")
+    if args.stalled < 0:
+        parser.error("--stalled must be 0 or more")
+    if any(redis_processes(spec) for spec in servers):
+        why = redis_unreachable(args.redis_url)
+        if why:
+            parser.error(f"the roomcast-redisN servers need Redis: {why} (see --redis-url)")
     raise_open_files_limit()
 
     print(f"fanout: {machine()}")
@@ -462,27 +839,29 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"sizes {sizes}, warm-up {args.warmup:g} s, measured {args.duration:g} s, {load}, "
         f"{args.client} clients, Python servers on {args.loop}"
+        + (f", then again with {args.stalled} stalled clients" if args.stalled else "")
     )
     runs: list[list[dict[str, Any]]] = []
     for run in range(args.repeat):
         results = []
         for clients in sizes:
-            for spec in servers:
-                result = run_one(spec, clients, args)
+            for spec, stalled in variants(servers, args.stalled):
+                result = run_one(spec, clients, args, stalled)
                 results.append(result)
                 print(
-                    f"  {spec} C={clients}: {result['deliveries_per_s']:,.0f} deliveries/s",
+                    f"  {label(spec, stalled)} C={clients}: "
+                    f"{result['deliveries_per_s']:,.0f} deliveries/s",
                     file=sys.stderr,
                     flush=True,
                 )
         runs.append(results)
         title = f"run {run + 1} of {args.repeat}" if args.repeat > 1 else "results"
-        print(f"\n{title}\n\n{report(results, servers)}", flush=True)
+        print(f"\n{title}\n\n{report(results, servers, args.stalled)}", flush=True)
     if args.repeat > 1:
-        print(f"\nall {args.repeat} runs\n\n{spread(runs, servers)}")
+        print(f"\nall {args.repeat} runs\n\n{spread(runs, servers, args.stalled)}")
     write_json(args.json, {"machine": machine(), "args": vars(args), "runs": runs})
     if args.plot:
-        plot(runs, servers, args.plot, describe(machine(), vars(args)))
+        plot(runs, servers, args.plot, describe(machine(), vars(args)), args.stalled)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,16 @@
 // the `ws` package (the same websocket library socket.io-client uses in Node): it answers
 // pings, connects to namespace "/", sends events and acks, and parses each received event with
 // one JSON.parse; lighter, for when socket.io-client is what saturates.
+//
+// --url may name several servers, comma-separated (processes sharing rooms, e.g. through
+// Redis): client i connects to server i mod n, so the clients are split evenly and the sender
+// (client 0) is on the first; the result then also gives, per server, its clients' deliveries
+// and latencies ("groups").
+//
+// --stalled N adds N clients (raw, whatever --client says) that connect after the C others,
+// join "chat" too, and then stop reading entirely (`ws.pause()`: the socket is no longer
+// read, so the kernel's buffers fill and the server sees a client that does not keep up).
+// They count in nothing measured: the window and the deliveries are the C normal clients'.
 "use strict";
 
 const { io } = require("socket.io-client");
@@ -32,6 +42,7 @@ function parseArgs(argv) {
     timeout: 5, // seconds after which a message not received by everyone is given up
     rate: 0, // > 0: offered deliveries/s (open loop) instead of the window (closed loop)
     client: "socket.io", // or "raw"
+    stalled: 0, // extra clients that join, then never read again
   };
   for (let i = 2; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, "");
@@ -43,6 +54,7 @@ function parseArgs(argv) {
 
 const opts = parseArgs(process.argv);
 const C = opts.clients;
+const urls = opts.url.split(",").filter(Boolean);
 const text = "x".repeat(opts.payload);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
@@ -54,7 +66,9 @@ let sending = false;
 let closing = false;
 let windowDeliveries = 0;
 let totalReceived = 0;
-let latencies = [];
+const latencies = urls.map(() => []); // per server, while measuring
+const groupDeliveries = urls.map(() => 0);
+const stalledSockets = [];
 let nextSeq = 0;
 let sent = 0;
 let givenUp = 0;
@@ -69,12 +83,13 @@ function sendOne() {
   sender.emit("send", { seq, t, author: "bench", message: text });
 }
 
-function onMessage(msg) {
+function onMessage(msg, group) {
   const now = performance.now();
   totalReceived++;
   if (measuring) {
     windowDeliveries++;
-    latencies.push(now - msg.t);
+    groupDeliveries[group]++;
+    latencies[group].push(now - msg.t);
   }
   const p = pending.get(msg.seq);
   if (p !== undefined && --p.left === 0) {
@@ -152,11 +167,14 @@ class RawSocket {
   }
 }
 
-function connectOne() {
+function connectOne(i) {
+  const group = i % urls.length;
+  const url = urls[group];
+  const handler = (msg) => onMessage(msg, group);
   if (opts.client === "raw") {
     return new Promise((resolve, reject) => {
-      const socket = new RawSocket(opts.url);
-      socket.on("message", onMessage);
+      const socket = new RawSocket(url);
+      socket.on("message", handler);
       socket.on("disconnect", () => {
         if (!closing) disconnects++;
       });
@@ -168,14 +186,14 @@ function connectOne() {
     });
   }
   return new Promise((resolve, reject) => {
-    const socket = io(opts.url, {
+    const socket = io(url, {
       transports: ["websocket"],
       forceNew: true,
       reconnection: false,
       perMessageDeflate: false,
       timeout: 30000,
     });
-    socket.on("message", onMessage);
+    socket.on("message", handler);
     socket.on("disconnect", () => {
       if (!closing) disconnects++;
     });
@@ -187,15 +205,36 @@ function connectOne() {
   });
 }
 
-async function main() {
-  const rampStart = performance.now();
-  for (let i = 0; i < C; i += opts.batch) {
+// A client that joins "chat" and then stops reading: its socket is paused for good.
+function connectStalled(i) {
+  return new Promise((resolve, reject) => {
+    const socket = new RawSocket(urls[i % urls.length]);
+    socket.once("connect_error", reject);
+    socket.once("connect", () => {
+      socket.timeout().emit("join", "chat", (err) => {
+        if (err) return reject(err);
+        socket.ws.pause();
+        resolve(socket);
+      });
+    });
+    stalledSockets.push(socket);
+  });
+}
+
+async function connectAll(count, connect) {
+  for (let i = 0; i < count; i += opts.batch) {
     const batch = [];
-    for (let j = i; j < Math.min(C, i + opts.batch); j++) batch.push(connectOne());
+    for (let j = i; j < Math.min(count, i + opts.batch); j++) batch.push(connect(j));
     await Promise.all(batch);
   }
+}
+
+async function main() {
+  const rampStart = performance.now();
+  await connectAll(C, connectOne);
+  await connectAll(opts.stalled, connectStalled);
   const rampSeconds = (performance.now() - rampStart) / 1000;
-  say({ event: "connected", clients: C, seconds: rampSeconds });
+  say({ event: "connected", clients: C, stalled: opts.stalled, seconds: rampSeconds });
 
   sender = sockets[0];
   const window = Math.max(1, Math.min(500, Math.round(opts.inflight / C)));
@@ -231,8 +270,21 @@ async function main() {
   while (pending.size && performance.now() - drainStart < opts.timeout * 1000) await sleep(10);
   clearInterval(staleTimer);
 
-  const sorted = Float64Array.from(latencies).sort();
-  const pct = (f) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(f * sorted.length) - 1))] : null);
+  const percentiles = (values) => {
+    const sorted = Float64Array.from(values).sort();
+    return (f) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(f * sorted.length) - 1))] : null);
+  };
+  const pct = percentiles(latencies.flat());
+  const groups = urls.map((url, g) => {
+    const gpct = percentiles(latencies[g]);
+    return {
+      url,
+      clients: Math.floor(C / urls.length) + (g < C % urls.length ? 1 : 0),
+      deliveries: groupDeliveries[g],
+      p50_ms: gpct(0.5),
+      p99_ms: gpct(0.99),
+    };
+  });
   say({
     event: "result",
     clients: C,
@@ -249,9 +301,12 @@ async function main() {
     given_up: givenUp,
     disconnects,
     ramp_seconds: rampSeconds,
+    stalled: opts.stalled,
+    groups: urls.length > 1 ? groups : null,
   });
   closing = true;
   for (const socket of sockets) socket.disconnect();
+  for (const socket of stalledSockets) socket.ws.terminate();
   await sleep(200);
   process.exit(0);
 }

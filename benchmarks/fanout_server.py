@@ -11,12 +11,23 @@ kinds serve the same two routes:
 Fronts: `uvicorn` (ws="websockets-sansio"), `uvicorn-websockets`, `uvicorn-wsproto` (other
 `ws=` implementations of uvicorn), `aiohttp` (python-engineio's aiohttp mode). Per-message
 deflate is off everywhere, as in Node's socket.io by default.
+
+`--redis URL --prefix P` (roomcast only) gives the app a `RedisBackend(URL, prefix=P)`, started
+and stopped by the ASGI lifespan (`socketio.ASGIApp(sio, on_startup=app.start,
+on_shutdown=app.stop)`; with aiohttp, around the server's life): several such processes with
+the same prefix share room `chat`.
+
+On SIGUSR1 the server prints one line `{"probe": {...}}`: its open Engine.IO connections (and
+the closed ones it still holds, their websocket not yet gone), the packets waiting in their
+queues (in all, and the longest queue) and, for roomcast, `app.stats`, the transport's
+`direct_writes` and whether Redis is reachable (`redis_available`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import signal
 import socket
@@ -36,14 +47,47 @@ FRONTS = [*UVICORN_WS, "aiohttp"]
 KINDS = ["roomcast", "python-socketio"]
 
 
-def build(kind: str, async_mode: str) -> socketio.AsyncServer:
-    """A python-socketio server with the benchmark's two routes, done the `kind` way."""
+@dataclasses.dataclass
+class Built:
+    """A server of the benchmark: the python-socketio server, and roomcast's parts if any."""
+
+    sio: socketio.AsyncServer
+    app: Any = None
+    transport: Any = None
+
+    def probe(self) -> dict[str, Any]:
+        """What the server holds now (see the module docstring)."""
+        sockets = list(self.sio.eio.sockets.values())
+        queues = [s.queue.qsize() for s in sockets]
+        found: dict[str, Any] = {
+            "connections": sum(1 for s in sockets if not s.closed),
+            "closed_held": sum(1 for s in sockets if s.closed),
+            "queued": sum(queues),
+            "largest_queue": max(queues, default=0),
+        }
+        if self.app is not None:
+            found["stats"] = dataclasses.asdict(self.app.stats)
+            found["direct_writes"] = getattr(self.transport, "direct_writes", None)
+            found["redis_available"] = getattr(self.app.backend, "available", None)
+        return found
+
+    def print_probe(self) -> None:
+        print(json.dumps({"probe": self.probe()}), flush=True)
+
+
+def build(
+    kind: str, async_mode: str, redis: str | None = None, prefix: str = "roomcast:"
+) -> Built:
+    """A python-socketio server with the benchmark's two routes, done the `kind` way; with
+    `redis`, roomcast's rooms live in that Redis under `prefix`."""
     sio = socketio.AsyncServer(async_mode=async_mode)
+    if redis is not None and kind != "roomcast":
+        raise ValueError("--redis applies to the roomcast kind only")
     if kind == "roomcast":
         from roomcast import Request
         from roomcast.adapters.socketio import attach
 
-        app = roomcast_app()
+        app = roomcast_app(redis, prefix)
 
         @app.route("join")
         async def join(req: Request) -> str:
@@ -54,8 +98,8 @@ def build(kind: str, async_mode: str) -> socketio.AsyncServer:
         async def send(req: Request) -> None:
             await app.room("chat").broadcast("message", req.data)
 
-        attach(app, sio)
-    elif kind == "python-socketio":
+        return Built(sio, app, attach(app, sio))
+    if kind == "python-socketio":
 
         @sio.on("join")
         async def join_room(sid: str, room: str) -> str:
@@ -66,17 +110,22 @@ def build(kind: str, async_mode: str) -> socketio.AsyncServer:
         async def send_message(sid: str, data: Any) -> None:
             await sio.emit("message", data, to="chat")
 
-    else:
-        raise ValueError(f"unknown server kind {kind!r}")
-    return sio
+        return Built(sio)
+    raise ValueError(f"unknown server kind {kind!r}")
 
 
-def roomcast_app() -> Any:
+def roomcast_app(redis: str | None = None, prefix: str = "roomcast:") -> Any:
     """A roomcast `App` without the per-connection rate limit: the benchmark's one sender
-    emits thousands of events a second, far over the default. The other limits stay."""
+    emits thousands of events a second, far over the default. The other limits stay
+    (`max_queued=1000` with `slow_consumer="disconnect"` among them). With `redis`, the
+    rooms live in Redis (`RedisBackend`), under `prefix`."""
     from roomcast import App, Limits
 
-    return App(limits=Limits(rate=None))
+    if redis is None:
+        return App(limits=Limits(rate=None))
+    from roomcast.backends.redis import RedisBackend
+
+    return App(backend=RedisBackend(redis, prefix=prefix), limits=Limits(rate=None))
 
 
 def listening_socket() -> socket.socket:
@@ -92,14 +141,25 @@ def announce(sock: socket.socket) -> None:
     print(json.dumps({"port": sock.getsockname()[1]}), flush=True)
 
 
-async def serve_uvicorn(kind: str, ws: str) -> None:
+def on_probe_signal(built: Built) -> None:
+    """Print the probe line on SIGUSR1 (uvicorn handles only SIGINT and SIGTERM)."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, built.print_probe)
+
+
+async def serve_uvicorn(built: Built, ws: str) -> None:
     import uvicorn
 
     sock = listening_socket()
+    app = built.app
+    started = app is not None and app.backend.requires_start
+    if started:  # the Redis backend: started and stopped by the ASGI lifespan
+        asgi = socketio.ASGIApp(built.sio, on_startup=app.start, on_shutdown=app.stop)
+    else:
+        asgi = socketio.ASGIApp(built.sio)
     config = uvicorn.Config(
-        socketio.ASGIApp(build(kind, "asgi")),
+        asgi,
         log_level="warning",
-        lifespan="off",
+        lifespan="on" if started else "off",
         http="h11",
         ws=ws,
         ws_per_message_deflate=False,
@@ -111,19 +171,24 @@ async def serve_uvicorn(kind: str, ws: str) -> None:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
+    on_probe_signal(built)
     announce(sock)
     await task  # uvicorn handles SIGINT/SIGTERM itself
 
 
-async def serve_aiohttp(kind: str) -> None:
+async def serve_aiohttp(built: Built) -> None:
     from aiohttp import web
 
     sock = listening_socket()
     app = web.Application()
-    build(kind, "aiohttp").attach(app)
+    built.sio.attach(app)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    started = built.app is not None and built.app.backend.requires_start
+    if started:
+        await built.app.start()
     await runner.setup()
     await web.SockSite(runner, sock).start()
+    on_probe_signal(built)
     announce(sock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -131,6 +196,8 @@ async def serve_aiohttp(kind: str) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await runner.cleanup()
+    if started:
+        await built.app.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,12 +207,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--loop", choices=["asyncio", "uvloop"], default="asyncio", help="event loop"
     )
+    parser.add_argument("--redis", metavar="URL", help="roomcast only: a RedisBackend at URL")
+    parser.add_argument("--prefix", default="roomcast:", help="the RedisBackend's prefix")
     args = parser.parse_args(argv)
+    if args.redis and args.kind != "roomcast":
+        parser.error("--redis applies to --kind roomcast only")
     raise_open_files_limit()
+    built = build(
+        args.kind, "aiohttp" if args.front == "aiohttp" else "asgi", args.redis, args.prefix
+    )
     if args.front == "aiohttp":
-        coro = serve_aiohttp(args.kind)
+        coro = serve_aiohttp(built)
     else:
-        coro = serve_uvicorn(args.kind, UVICORN_WS[args.front])
+        coro = serve_uvicorn(built, UVICORN_WS[args.front])
     if args.loop == "uvloop":
         import uvloop
 

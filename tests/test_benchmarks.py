@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from .redis_support import REDIS_URL, require_redis
+
 ROOT = Path(__file__).resolve().parents[1]
 NODE_PACKAGES = ROOT / "benchmarks" / "node_modules"
 
@@ -67,6 +69,54 @@ def test_fanout_runs(tmp_path: Path, servers: str, client: str) -> None:
         assert f"{result['server']} " in stdout
     if servers.startswith("roomcast"):
         assert "x python-socketio" in stdout
+
+
+def test_fanout_over_redis_runs(tmp_path: Path) -> None:
+    """Two roomcast processes sharing room `chat` through Redis, the clients split across
+    them: the clients of each server receive (the second one's only through Redis)."""
+    require_node()
+    require_redis()
+    stdout, data = run_benchmark(
+        tmp_path,
+        "fanout",
+        *("--sizes", "5", "--duration", "0.5", "--warmup", "0.3"),
+        *("--servers", "roomcast,roomcast-redis2", "--client", "raw"),
+        *("--redis-url", REDIS_URL),
+    )
+    assert "deliveries/s" in stdout
+    assert "x 1 process" in stdout
+    (results,) = data["runs"]
+    assert [r["server"] for r in results] == ["roomcast", "roomcast-redis2"]
+    for result in results:
+        assert result["deliveries"] > 0
+        assert f"{result['server']} " in stdout
+    groups = results[1]["groups"]
+    assert len(groups) == 2
+    assert all(group["deliveries"] > 0 for group in groups)
+
+
+def test_fanout_with_stalled_clients_runs(tmp_path: Path) -> None:
+    """Each server runs without, then with, clients that join and stop reading."""
+    require_node()
+    stdout, data = run_benchmark(
+        tmp_path,
+        "fanout",
+        *("--sizes", "5", "--duration", "0.5", "--warmup", "0.3"),
+        *("--servers", "roomcast,python-socketio", "--client", "raw", "--stalled", "2"),
+    )
+    assert "deliveries/s" in stdout
+    assert "x alone" in stdout
+    (results,) = data["runs"]
+    assert [(r["server"], r["stalled"]) for r in results] == [
+        ("roomcast", 0),
+        ("roomcast", 2),
+        ("python-socketio", 0),
+        ("python-socketio", 2),
+    ]
+    for result in results:
+        assert result["deliveries"] > 0
+    assert "roomcast +2 stalled " in stdout
+    assert "python-socketio +2 stalled " in stdout
 
 
 def test_core_runs(tmp_path: Path) -> None:

@@ -271,3 +271,17 @@ async def test_a_crowd_of_operations_waits_for_connections_rather_than_failing(
         backend = app.backend
         assert isinstance(backend, RedisBackend)
         assert backend.available
+
+
+def test_frames_carry_binary_and_a_node_drops_its_own_unread() -> None:
+    from roomcast.backends.redis import _frame, _unframe
+
+    envelope = [["a", "b"], None, "sid", "message", {"blob": b"\x00\xff", "text": "é"}]
+    assert _unframe(_frame("other", envelope)) == envelope
+
+    async def own_frame_is_not_decoded() -> None:
+        backend = RedisBackend()
+        # Not a valid frame past its first line: decoding it would raise.
+        await backend._receive("roomcast:c:room:a", backend._own_frames + b"not json")
+
+    anyio.run(own_frame_is_not_decoded)

@@ -129,6 +129,7 @@ class RedisBackend(Backend):
         self.max_backoff = max_backoff
         self.max_connections = max_connections
         self.node = secrets.token_hex(8)
+        self._own_frames = _frame_prefix(self.node)
         self._local = MemoryBackend()
         self._redis: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
@@ -253,14 +254,14 @@ class RedisBackend(Backend):
         else:
             channels = [self._key("c", "room", room) for room in sorted(target.rooms)]
         frame = _frame(
+            self.node,
             [
-                self.node,
                 None if target.rooms is None else sorted(target.rooms),
                 target.sid,
                 target.exclude,
                 message.event,
                 message.data,
-            ]
+            ],
         )
         for channel in channels:
             await self._call("PUBLISH", channel, frame)
@@ -272,9 +273,9 @@ class RedisBackend(Backend):
             logger.exception("Dropped a message from Redis that could not be handled.")
 
     async def _receive(self, channel: str, frame: bytes) -> None:
-        origin, rooms, sid, exclude, event, data = _unframe(frame)
-        if origin == self.node:
-            return  # delivered locally when it was published
+        if frame.startswith(self._own_frames):
+            return  # delivered locally when it was published: not even decoded
+        rooms, sid, exclude, event, data = _unframe(frame)
         local = self._local.index
         connections = self._local.connections
         if sid is not None:
@@ -416,18 +417,26 @@ class RedisBackend(Backend):
         return f"<RedisBackend node={self.node} {state}>"
 
 
-def _frame(envelope: list[Any]) -> bytes:
-    """One message on the wire: a JSON text, then its binary attachments, length-prefixed."""
+def _frame_prefix(origin: str) -> bytes:
+    return origin.encode() + b"\n"
+
+
+def _frame(origin: str, envelope: list[Any]) -> bytes:
+    """One message on the wire: the node that sent it on a line of its own (so that it can
+    drop its own messages unread), the lengths of the parts, then a JSON text and its binary
+    attachments."""
     text, attachments = _codec.encode(envelope)
     parts = [text.encode()]
     parts += attachments
     header = json.dumps([len(part) for part in parts]).encode()
-    return b"".join([header, b"\n", *parts])
+    return b"".join([_frame_prefix(origin), header, b"\n", *parts])
 
 
 def _unframe(frame: bytes) -> list[Any]:
-    newline = frame.index(b"\n")
-    lengths = json.loads(frame[:newline])
+    """The envelope of a frame (its origin left out)."""
+    start = frame.index(b"\n") + 1
+    newline = frame.index(b"\n", start)
+    lengths = json.loads(frame[start:newline])
     parts, offset = [], newline + 1
     for length in lengths:
         parts.append(frame[offset : offset + length])

@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
+from .needs import missing
+from .servers import free_port
 
 REDIS_URL = os.environ.get("ROOMCAST_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -23,9 +24,7 @@ def require_redis() -> None:
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
     except (redis.exceptions.ConnectionError, OSError) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but Redis at {REDIS_URL} is unreachable: {exc}")
-        pytest.skip(f"no Redis at {REDIS_URL} ({exc}); start one or set ROOMCAST_TEST_REDIS")
+        missing(f"no Redis at {REDIS_URL} ({exc}); start one or set ROOMCAST_TEST_REDIS")
 
 
 def fresh_prefix() -> str:
@@ -42,21 +41,13 @@ def drop_prefix(prefix: str) -> None:
     client.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class PrivateRedis:
     """A redis-server of the test's own, on a free port, that the test can stop and restart."""
 
     def __init__(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            if os.environ.get("CI") == "true":
-                pytest.fail("CI=true but redis-server is not installed")
-            pytest.skip("redis-server is not installed")
+            missing("redis-server is not installed")
         self.binary = binary
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"

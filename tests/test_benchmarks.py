@@ -4,7 +4,6 @@ prints its table and delivered something (no timing is asserted: this machine is
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from .needs import missing
 from .redis_support import REDIS_URL, require_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,18 +36,16 @@ def run_benchmark(tmp_path: Path, name: str, *args: str) -> tuple[str, dict[str,
 
 def require_node() -> None:
     """Skip without Node and the benchmarks' Node packages; under CI their absence fails."""
-    missing = []
+    absent = []
     if shutil.which("node") is None:
-        missing.append("`node` is not on PATH")
+        absent.append("`node` is not on PATH")
     if (
         not (NODE_PACKAGES / "socket.io").is_dir()
         or not (NODE_PACKAGES / "socket.io-client").is_dir()
     ):
-        missing.append("benchmarks/node_modules is missing (npm ci --prefix benchmarks)")
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail("; ".join(missing))
-        pytest.skip("; ".join(missing))
+        absent.append("benchmarks/node_modules is missing (npm ci --prefix benchmarks)")
+    if absent:
+        missing("; ".join(absent))
 
 
 @pytest.mark.parametrize(

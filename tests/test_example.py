@@ -7,7 +7,6 @@ python-socketio clients against the example's own ASGI app under uvicorn.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import socket
 import subprocess
@@ -24,6 +23,7 @@ from examples.basic_chat import __main__ as command
 from examples.basic_chat.app import SOCKETIO_CLIENT, create_app, create_asgi_app
 from roomcast import App
 
+from .needs import missing
 from .transports import Connect, anyio_backend, connect, setup  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +34,7 @@ def require_socketio_client() -> None:
     """Skip when `npm ci` has not run; on CI (``CI=true``) fail instead, so nothing hides."""
     if SOCKETIO_CLIENT.is_file():
         return
-    reason = f"{SOCKETIO_CLIENT} is missing; run: npm ci --prefix examples/basic_chat"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    missing(f"{SOCKETIO_CLIENT} is missing; run: npm ci --prefix examples/basic_chat")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ Chromium's fake camera. Screenshots go to ``artifacts/`` at the repository root.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from .needs import missing
 from .servers import run_example
 
 pytestmark = pytest.mark.browser
@@ -52,10 +52,7 @@ def require(path: Path, how_to_get_it: str) -> None:
     """Skip when ``path`` is missing; on CI (``CI=true``) fail instead, so nothing hides."""
     if path.exists():
         return
-    reason = f"{path} is missing; {how_to_get_it}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    missing(f"{path} is missing; {how_to_get_it}")
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,16 @@ async def read_forever(ws: ClientConnection) -> None:
         await ws.recv()
 
 
+@asynccontextmanager
+async def served(policy: str) -> AsyncIterator[tuple[App, socketio.AsyncServer, str]]:
+    """The flooding app, under the slow-consumer `policy`, served over python-socketio."""
+    app = make_app(policy)
+    sio = socketio.AsyncServer(async_mode="asgi")
+    attach(app, sio)
+    async with serve(socketio.ASGIApp(sio)) as url:
+        yield app, sio, url
+
+
 def largest_queue(sio: socketio.AsyncServer) -> int:
     return max((s.queue.qsize() for s in sio.eio.sockets.values()), default=0)
 
@@ -91,11 +101,8 @@ async def flood_and_watch(
 
 
 async def test_a_stalled_client_is_disconnected_and_the_others_get_everything() -> None:
-    app = make_app("disconnect")
-    sio = socketio.AsyncServer(async_mode="asgi")
-    attach(app, sio)
     async with (
-        serve(socketio.ASGIApp(sio)) as url,
+        served("disconnect") as (app, sio, url),
         stalled_client(url) as (stalled, stalled_sid),
         Client(url) as a,
         Client(url) as b,
@@ -116,11 +123,8 @@ async def test_a_stalled_client_is_disconnected_and_the_others_get_everything() 
 
 
 async def test_drop_oldest_keeps_the_client_and_bounds_its_queue() -> None:
-    app = make_app("drop_oldest")
-    sio = socketio.AsyncServer(async_mode="asgi")
-    attach(app, sio)
     async with (
-        serve(socketio.ASGIApp(sio)) as url,
+        served("drop_oldest") as (app, sio, url),
         stalled_client(url) as (_, stalled_sid),
         Client(url) as a,
     ):
@@ -134,10 +138,7 @@ async def test_drop_oldest_keeps_the_client_and_bounds_its_queue() -> None:
 
 
 async def test_without_a_stalled_client_nothing_is_shed() -> None:
-    app = make_app("disconnect")
-    sio = socketio.AsyncServer(async_mode="asgi")
-    attach(app, sio)
-    async with serve(socketio.ASGIApp(sio)) as url, Client(url) as a, Client(url) as b:
+    async with served("disconnect") as (app, sio, url), Client(url) as a, Client(url) as b:
         for reader in (a, b):
             await reader.call("join")
         received, _ = await flood_and_watch(sio, a, [a, b])

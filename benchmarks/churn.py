@@ -43,7 +43,7 @@ class NullTransport(Transport):
     def encode(self, event: str, data: Any) -> Any:
         return None
 
-    async def send(self, sids: Iterable[str], encoded: Any) -> None:
+    async def send(self, peers: Iterable[Any], encoded: Any) -> None:
         pass
 
     async def close(self, sid: str) -> None:

@@ -3,24 +3,29 @@
     .venv/bin/python -m benchmarks.core [--sizes 10,1000,100000] [--deliveries 1000000]
         [--repeat 5] [--backend asyncio|trio] [--testclient-max 100000] [--json out.json]
 
-For a room of N members, each member owns a callback (`deque.append` on its own inbox). Each
-of three ways delivers the same payload to every member, `--deliveries // N` times per timed
-repetition (at least once); the best of `--repeat` repetitions counts, and the three are
-timed in turn within each repetition so that noise hits them alike (gc off while timing, as
-`timeit` does):
+For a room of N members, each member owns a callback (`deque.append` on its own inbox, the
+callbacks made one after the other). Each way below delivers the same payload to every
+member, `--deliveries // N` times per timed repetition (at least once); the best of
+`--repeat` repetitions counts, and the ways are timed in turn within each repetition so that
+noise hits them alike (gc off while timing, as `timeit` does):
 
-- `bare loop`: `for callback in callbacks: callback(payload)` over a set of the N callbacks,
-  the floor for delivering in Python;
+- `bare loop`: `for callback in callbacks: callback(payload)` over a list of the N callbacks
+  in the order they were made, the floor for delivering in Python;
+- `bare loop over a set`: the same over a set of them. At 100,000 members a set's hash order
+  visits memory out of order and costs several times the list's: the CPU's caches, not the
+  loop, dominate there;
 - `roomcast`: `await app.room("room").broadcast(event, data)` on an `App` whose connections
-  belong to a minimal `Transport` (benchmarks-only) whose `send` looks each sid's callback up
-  and calls it, i.e. roomcast's own cost (room handle, backend, `App.deliver`, encode once)
-  plus the least a transport can do;
+  belong to a minimal `Transport` (benchmarks-only): each connection's peer is its callback,
+  and `send` calls each peer it is given, i.e. roomcast's own cost (room handle, backend,
+  `App.deliver`, encode once) plus the least a transport can do;
 - `TestClient`: the same broadcast to N `roomcast.testing.TestClient`s (the in-memory
   transport: JSON-encoded once, pushed onto each client's bounded memory stream), for rooms
   of at most `--testclient-max` members.
 
-Reported: deliveries/s of each and the cost ratio against the bare loop (time per delivery
-÷ the bare loop's; the issue's goal for roomcast's fan-out is <= 1.5).
+Reported: deliveries/s of each and the cost ratio against the bare loop over a list (time
+per delivery ÷ the bare loop's; the goal for roomcast's fan-out is <= 1.5). roomcast's
+members join in the order their callbacks were made and a room keeps its members in the
+order they joined, so roomcast and the list visit memory alike.
 """
 
 from __future__ import annotations
@@ -44,21 +49,17 @@ PAYLOAD = {"author": "bench", "message": "x" * 64, "seq": 1, "t": 123.456}
 
 
 class CallbackTransport(Transport):
-    """The least a transport does: look each receiver's callback up and call it."""
-
-    def __init__(self) -> None:
-        self.callbacks: dict[str, Callable[[Any], None]] = {}
+    """The least a transport does: each connection's peer is a callback; call each one."""
 
     def encode(self, event: str, data: Any) -> Any:
         return (event, data)
 
-    async def send(self, sids: Iterable[str], encoded: Any) -> None:
-        callbacks = self.callbacks
-        for sid in sids:
-            callbacks[sid](encoded)
+    async def send(self, peers: Iterable[Callable[[Any], None]], encoded: Any) -> None:
+        for callback in peers:
+            callback(encoded)
 
     async def close(self, sid: str) -> None:
-        self.callbacks.pop(sid, None)
+        pass
 
 
 async def timed(run: Callable[[], Awaitable[None]]) -> float:
@@ -76,13 +77,19 @@ async def measure(size: int, args: argparse.Namespace) -> dict[str, Any]:
     rounds = max(1, args.deliveries // size)
     deliveries = rounds * size
 
-    # The bare loop.
+    # The bare loops.
     inboxes = [deque[Any]() for _ in range(size)]
-    callbacks = {inbox.append for inbox in inboxes}
+    callbacks = [inbox.append for inbox in inboxes]
+    callback_set = set(callbacks)
 
     async def bare() -> None:
         for _ in range(rounds):
             for callback in callbacks:
+                callback(PAYLOAD)
+
+    async def bare_set() -> None:
+        for _ in range(rounds):
+            for callback in callback_set:
                 callback(PAYLOAD)
 
     # roomcast with the callback transport.
@@ -94,10 +101,12 @@ async def measure(size: int, args: argparse.Namespace) -> dict[str, Any]:
 
     transport = CallbackTransport()
     app_inboxes = [deque[Any]() for _ in range(size)]
-    for i, inbox in enumerate(app_inboxes):
+    # Made side by side, as the bare loop's are: at 100,000 members where they lie in memory
+    # (among the connections' other objects, or not) shows in the time.
+    app_callbacks = [inbox.append for inbox in app_inboxes]
+    for i, callback in enumerate(app_callbacks):
         sid = f"sid-{i}"
-        transport.callbacks[sid] = inbox.append
-        await app.handle_connect(sid, None, transport)
+        await app.handle_connect(sid, None, transport, peer=callback)
         await app.handle_event(sid, "join", "room", None)
     assert await app.room("room").count() == size
 
@@ -105,7 +114,11 @@ async def measure(size: int, args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(rounds):
             await app.room("room").broadcast("message", PAYLOAD)
 
-    ways: dict[str, Callable[[], Awaitable[None]]] = {"bare": bare, "roomcast": roomcast}
+    ways: dict[str, Callable[[], Awaitable[None]]] = {
+        "bare": bare,
+        "bare set": bare_set,
+        "roomcast": roomcast,
+    }
     clears = [*inboxes, *app_inboxes]
 
     async with anyio.create_task_group() as tg:
@@ -165,6 +178,7 @@ def report(results: list[dict[str, Any]]) -> str:
             [
                 r["size"],
                 rate["bare"],
+                ratio["bare set"],
                 rate["roomcast"],
                 ratio["roomcast"],
                 rate.get("TestClient"),
@@ -174,6 +188,7 @@ def report(results: list[dict[str, Any]]) -> str:
     headers = [
         "members",
         "bare loop deliveries/s",
+        "over a set: cost x bare",
         "roomcast deliveries/s",
         "roomcast cost x bare",
         "TestClient deliveries/s",

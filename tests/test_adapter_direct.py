@@ -114,16 +114,17 @@ async def test_a_writer_is_forgotten_with_its_connection() -> None:
 
     async with serve(socketio.ASGIApp(sio)) as url:
         async with RawClient(url) as a, RawClient(url) as b:
-            assert set(transport._writers) == {a.sid, b.sid}
+            assert set(transport._peers) == {a.sid, b.sid}
+            assert transport._writers == 2
         for _ in range(100):
-            if not transport._writers:
+            if not transport._peers:
                 break
             await asyncio.sleep(0.02)
-        assert transport._writers == {}
+        assert (transport._peers, transport._writers) == ({}, 0)
         with pytest.raises(ConnectionRejected):
             async with Client(url, auth="no"):
                 pass
-        assert transport._writers == {}
+        assert (transport._peers, transport._writers) == ({}, 0)
 
 
 MIXES = 30

@@ -17,8 +17,10 @@ def test_a_backend_missing_methods_fails_at_construction() -> None:
 async def test_memory_backend_resolves_targets() -> None:
     delivered: list[tuple[set[str], str]] = []
 
-    async def deliver(sids: Collection[str], message: Outgoing) -> None:
-        delivered.append((set(sids), message.event))
+    async def deliver(
+        sids: Collection[str], message: Outgoing, exclude: str | None = None
+    ) -> None:
+        delivered.append((set(sids) - {exclude}, message.event))
 
     backend = MemoryBackend()
     await backend.open(deliver)

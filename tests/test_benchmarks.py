@@ -124,7 +124,7 @@ def test_core_runs(tmp_path: Path) -> None:
     assert "bare loop deliveries/s" in stdout
     assert [r["size"] for r in data["results"]] == [10, 100]
     for result in data["results"]:
-        assert set(result["deliveries_per_s"]) == {"bare", "roomcast", "TestClient"}
+        assert set(result["deliveries_per_s"]) == {"bare", "bare set", "roomcast", "TestClient"}
         assert all(rate > 0 for rate in result["deliveries_per_s"].values())
 
 

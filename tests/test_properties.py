@@ -1,13 +1,17 @@
 """Random sequences of what clients do, hostile input included; invariants after every step.
 
 After each step: the two membership indexes mirror each other, no room is empty, only open
-connections are members, every event got exactly one outcome (its "ok" or one error), and no
-exception escaped (the only errors logged are the deliberate crashes).
+connections are members, every event got exactly one outcome (its "ok" or one error), a
+broadcast reached exactly the room's members at that moment (but the sender, for
+`req.room`), once each, and no exception escaped (the only errors logged are the deliberate
+crashes). Broadcasts come between joins, leaves and disconnections in any order, so the
+receivers a room keeps resolved between broadcasts are checked against every change.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -29,7 +33,8 @@ ERROR_CODES = {
     "internal",
     "forbidden",
 }
-ROUTES = ["join", "leave", "echo", "bcast", "crash", "reject", "secret"]
+ROUTES = ["join", "leave", "echo", "bcast", "bcast_others", "crash", "reject", "secret"]
+BROADCASTS = {"bcast": "b", "bcast_others": "o"}
 
 
 def nest(depth: int) -> Any:
@@ -55,7 +60,13 @@ payloads = st.recursive(
     ),
     max_leaves=12,
 ) | st.integers(0, 40).map(nest)
-room_names = st.sampled_from(["a", "b", "c", "d", "e", "f", "secret:1"]) | payloads
+# Mostly two rooms, so that joins, leaves and broadcasts often meet in the same one.
+room_names = st.one_of(
+    st.sampled_from(["a", "b"]),
+    st.sampled_from(["a", "b"]),
+    st.sampled_from(["c", "d", "e", "f", "secret:1"]),
+    payloads,
+)
 events = st.sampled_from(ROUTES) | st.text(max_size=140)
 clients = st.integers(0, 3)
 
@@ -64,6 +75,9 @@ steps = st.one_of(
     st.tuples(st.just("disconnect"), clients),
     st.tuples(st.just("emit"), clients, st.just("join"), room_names, st.booleans()),
     st.tuples(st.just("emit"), clients, st.just("leave"), room_names, st.booleans()),
+    st.tuples(
+        st.just("emit"), clients, st.sampled_from(sorted(BROADCASTS)), room_names, st.booleans()
+    ),
     st.tuples(st.just("emit"), clients, events, payloads, st.booleans()),
 )
 
@@ -94,6 +108,11 @@ def make_app() -> App:
     @app.route("bcast")
     async def bcast(req: Request) -> None:
         await app.room(req.data).broadcast("b", "hello")
+        await done(req)
+
+    @app.route("bcast_others")
+    async def bcast_others(req: Request) -> None:
+        await req.room(req.data).broadcast("o", "hello")
         await done(req)
 
     @app.route("crash")
@@ -141,19 +160,34 @@ async def run(sequence: list[tuple[Any, ...]]) -> None:
                 del slots[slot]
             elif kind == "emit" and client is not None:
                 _, _, event, data, with_ack = step
+                expected = {"b": set[str](), "o": set[str]()}
+                if event in BROADCASTS and isinstance(data, str):
+                    members = set(app.backend.index.members(data))  # type: ignore[attr-defined]
+                    if event == "bcast_others":
+                        members.discard(client.sid)
+                    expected[BROADCASTS[event]] = members
                 if with_ack:
                     answer = await client.call(event, data, timeout=5)
                     assert answer == "ok" or answer["error"]["code"] in ERROR_CODES, answer
-                    outcomes = [m for m in client.drain() if m.event in ("ok", "error")]
+                    received = client.drain()
+                    outcomes = [m for m in received if m.event in ("ok", "error")]
                     assert outcomes == [], outcomes  # the ack was the one outcome
                 else:
                     await client.emit(event, data)
                     await client.call("echo", timeout=5)  # handled in order: now it is done
-                    outcomes = [m for m in client.drain() if m.event in ("ok", "error")]
+                    received = client.drain()
+                    outcomes = [m for m in received if m.event in ("ok", "error")]
                     assert len(outcomes) == 1, outcomes
                     if outcomes[0].event == "error":
                         assert outcomes[0].data["code"] in ERROR_CODES
                         assert outcomes[0].data["event"] == event
+                inboxes = {c.sid: c.drain() for c in slots.values() if c is not client}
+                inboxes[client.sid] = received
+                for name, sids in expected.items():
+                    counts = {
+                        sid: [m.event for m in got].count(name) for sid, got in inboxes.items()
+                    }
+                    assert counts == {sid: int(sid in sids) for sid in inboxes}, (name, counts)
             for other in slots.values():
                 other.drain()
             check_indexes(app, {c.sid for c in slots.values()})
@@ -166,7 +200,7 @@ async def run(sequence: list[tuple[Any, ...]]) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(st.lists(steps, min_size=1, max_size=30))
+@given(st.lists(steps, min_size=10, max_size=40))
 def test_random_sequences_keep_the_invariants(sequence: list[tuple[Any, ...]]) -> None:
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
@@ -179,6 +213,62 @@ def test_random_sequences_keep_the_invariants(sequence: list[tuple[Any, ...]]) -
         logger.removeHandler(handler)
     unexpected = [r for r in records if "'crash'" not in r.getMessage()]
     assert unexpected == [], [r.getMessage() for r in unexpected]
+
+
+ROOM_ACTIONS = ["join", "join", "leave", "bcast", "bcast", "bcast_others"]
+
+
+def membership_sequence(seed: int, length: int = 300) -> list[tuple[Any, ...]]:
+    """Random steps, three in four acting in one of two rooms, the rest connecting or
+    disconnecting one of four clients (uniform, so that every kind of step meets every other
+    often; a failing seed replays exactly)."""
+    rng = random.Random(seed)
+    steps: list[tuple[Any, ...]] = []
+    for _ in range(length):
+        slot = rng.randrange(4)
+        if rng.random() < 0.75:
+            steps.append((rng.choice(ROOM_ACTIONS), slot, rng.choice("ab")))
+        else:
+            steps.append((rng.choice(["connect", "disconnect"]), slot))
+    return steps
+
+
+async def run_membership(sequence: list[tuple[Any, ...]]) -> None:
+    """Drive joins, leaves, disconnections and broadcasts; check every client's inbox
+    against a plain model of who is in which room."""
+    app = make_app()
+    async with AsyncExitStack() as stack:
+        slots = {slot: await stack.enter_async_context(TestClient(app)) for slot in (0, 1, 2)}
+        model: dict[int, set[str]] = {slot: set() for slot in slots}
+        for step, (kind, slot, *rest) in enumerate(sequence):
+            client = slots.get(slot)
+            if kind == "connect":
+                if client is None:
+                    slots[slot] = await stack.enter_async_context(TestClient(app))
+                    model[slot] = set()
+                continue
+            if client is None:
+                continue
+            if kind == "disconnect":
+                await client.disconnect()
+                del slots[slot], model[slot]
+                continue
+            (room,) = rest
+            assert await client.call(kind, room) == "ok"
+            if kind == "join":
+                model[slot].add(room)
+            elif kind == "leave":
+                model[slot].discard(room)
+            for other, other_client in slots.items():
+                got = [m.event for m in other_client.drain()]
+                reached = room in model[other] and (kind == "bcast" or other != slot)
+                want = [BROADCASTS[kind]] if kind in BROADCASTS and reached else []
+                assert got == want, (step, kind, room, other, slot)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_broadcasts_reach_exactly_the_members(seed: int) -> None:
+    anyio.run(run_membership, membership_sequence(seed))
 
 
 @pytest.mark.parametrize("depth", [0, 8, 9, 500])

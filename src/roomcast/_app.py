@@ -6,7 +6,7 @@ import fnmatch
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
@@ -19,7 +19,7 @@ from ._limits import Limits, Stats, TokenBucket
 from ._message import Outgoing, Target
 from ._request import Ack, Request
 from ._room import Room
-from ._rooms import DEFAULT_MAX_ROOM_NAME, check_room_name
+from ._rooms import DEFAULT_MAX_ROOM_NAME, Members, check_room_name
 from ._routing import Handler, Router, Routes
 from ._transport import Transport
 from .backends import Backend, MemoryBackend
@@ -40,12 +40,51 @@ class Connection:
 
     sid: str
     transport: Transport
+    peer: Any
+    """What `transport.send` receives for this connection (its sid unless the transport said)."""
     environ: Mapping[str, Any] = field(default_factory=dict)
     bucket: TokenBucket | None = None
     # FIFO, and taken without a trip through the event loop when free.
     lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
     session: dict[str, Any] = field(default_factory=dict)
     closed: bool = False
+
+
+Group = tuple[Transport, Sequence[Any]]
+"""Receivers on one transport: the transport, and the peers to `send` to."""
+
+
+class Fanout:
+    """A room's receivers in this process, resolved and grouped by transport.
+
+    The app keeps one in `Members.fanout` after a broadcast to the room, so the next ones skip
+    resolving sids to connections; the room index drops it whenever the members change.
+    """
+
+    __slots__ = ("_positions", "_sids", "app", "groups")
+
+    def __init__(self, app: App, groups: list[tuple[Transport, list[str], list[Any]]]) -> None:
+        self.app = app
+        self.groups: list[tuple[Transport, tuple[Any, ...]]] = [
+            (transport, tuple(peers)) for transport, _, peers in groups
+        ]
+        self._sids = [sids for _, sids, _ in groups]
+        self._positions: dict[str, tuple[int, int]] | None = None
+
+    def without(self, sid: str) -> list[tuple[Transport, tuple[Any, ...]]]:
+        """The groups, with the connection `sid` left out."""
+        if self._positions is None:  # made on the first broadcast that leaves someone out
+            self._positions = {
+                sid: (g, i) for g, sids in enumerate(self._sids) for i, sid in enumerate(sids)
+            }
+        where = self._positions.get(sid)
+        if where is None:
+            return self.groups
+        g, i = where
+        transport, peers = self.groups[g]
+        groups = self.groups.copy()
+        groups[g] = (transport, peers[:i] + peers[i + 1 :])
+        return groups
 
 
 class App(Router):
@@ -73,6 +112,9 @@ class App(Router):
         self._guards: list[tuple[str, Guard]] = []
         self._connections: dict[str, Connection] = {}
         self._transports: dict[Transport, int] = {}
+        # Rooms with a connection that is closing (its disconnect hooks run, it has not left
+        # them yet): their cached `Fanout` may still hold it, so it is not used.
+        self._closing: dict[str, int] = {}
         self._opened = False
 
     # -- setting up ---------------------------------------------------------------------------
@@ -177,11 +219,14 @@ class App(Router):
         auth: Any,
         transport: Transport,
         environ: Mapping[str, Any] | None = None,
+        *,
+        peer: Any = None,
     ) -> None:
         """Open the connection `sid` and run the connect hooks.
 
         `environ` is what the transport knows of the connection (for python-socketio, the
         WSGI-style environ of the HTTP request: headers, query string, remote address).
+        `peer` is what `transport.send` will be given to reach it (by default, `sid`).
 
         Raises `Reject` when a hook refuses it (a hook that fails otherwise is logged and
         refuses with a generic reason); the connection is then already forgotten.
@@ -189,7 +234,9 @@ class App(Router):
         await self._open()
         if sid in self._connections:
             raise ValueError(f"The connection {sid!r} is already open.")
-        conn = Connection(sid, transport, environ if environ is not None else {})
+        conn = Connection(
+            sid, transport, sid if peer is None else peer, environ if environ is not None else {}
+        )
         if self.limits.rate is not None:
             conn.bucket = TokenBucket(self.limits.rate, self.limits.burst, anyio.current_time())
         self._connections[sid] = conn
@@ -253,7 +300,7 @@ class App(Router):
         conn = self._connections.get(sid)
         if conn is None:
             return
-        self._drop(conn)
+        rooms = self._drop(conn)
         try:
             request = Request(self, conn, "disconnect", None)
             for hook in self._disconnect_hooks:
@@ -262,25 +309,25 @@ class App(Router):
                 except Exception:
                     logger.exception("An on_disconnect hook failed (sid %s)", sid)
         finally:
-            with anyio.CancelScope(shield=True):
-                await self.backend.remove(sid)
+            await self._remove(conn, rooms)
 
-    async def deliver(self, sids: Collection[str], message: Outgoing) -> None:
-        """Send `message` to those of `sids` that are connections of this process."""
-        conns = self._connections
-        if len(self._transports) == 1:
-            (transport,) = self._transports
-            local = [sid for sid in sids if sid in conns]
-            if local:
-                await transport.send(local, message.encoded(transport))
-            return
-        groups: dict[Transport, list[str]] = {}
-        for sid in sids:
-            conn = conns.get(sid)
-            if conn is not None:
-                groups.setdefault(conn.transport, []).append(sid)
-        for transport, group in groups.items():
-            await transport.send(group, message.encoded(transport))
+    async def deliver(
+        self, sids: Collection[str], message: Outgoing, exclude: str | None = None
+    ) -> None:
+        """Send `message` to those of `sids` that are connections of this process, but
+        `exclude`. Given a room's `Members`, it resolves them once and keeps the result there
+        until they change."""
+        groups: Collection[Group]
+        if type(sids) is Members and sids.name not in self._closing:
+            fanout = sids.fanout
+            if fanout is None or fanout.app is not self:
+                fanout = sids.fanout = Fanout(self, self._group(sids))
+            groups = fanout.groups if exclude is None else fanout.without(exclude)
+        else:
+            groups = [(transport, peers) for transport, _, peers in self._group(sids, exclude)]
+        for transport, peers in groups:
+            if peers:
+                await transport.send(peers, message.encoded(transport))
 
     async def call_handler(self, handler: Handler, request: Request) -> Any:
         """Run a handler: `async def` ones on the event loop, plain `def` ones in a thread."""
@@ -300,7 +347,29 @@ class App(Router):
                 )
             await self.start()
 
-    def _drop(self, conn: Connection) -> None:
+    def _group(
+        self, sids: Iterable[str], exclude: str | None = None
+    ) -> list[tuple[Transport, list[str], list[Any]]]:
+        """Those of `sids` connected here but `exclude`, grouped by transport, with their
+        peers."""
+        conns = self._connections
+        if len(self._transports) == 1:
+            (transport,) = self._transports
+            local = [sid for sid in sids if sid in conns and sid != exclude]
+            return [(transport, local, [conns[sid].peer for sid in local])]
+        groups: dict[Transport, tuple[list[str], list[Any]]] = {}
+        for sid in sids:
+            conn = conns.get(sid)
+            if conn is not None and sid != exclude:
+                group = groups.get(conn.transport)
+                if group is None:
+                    group = groups[conn.transport] = ([], [])
+                group[0].append(sid)
+                group[1].append(conn.peer)
+        return [(transport, local, peers) for transport, (local, peers) in groups.items()]
+
+    def _drop(self, conn: Connection) -> frozenset[str]:
+        """Stop delivering to `conn`; return the rooms it is still in, marked as closing."""
         conn.closed = True
         del self._connections[conn.sid]
         count = self._transports[conn.transport] - 1
@@ -308,11 +377,26 @@ class App(Router):
             self._transports[conn.transport] = count
         else:
             del self._transports[conn.transport]
+        rooms = self.backend.local_rooms(conn.sid)
+        for room in rooms:
+            self._closing[room] = self._closing.get(room, 0) + 1
+        return rooms
+
+    async def _remove(self, conn: Connection, rooms: frozenset[str]) -> None:
+        """Take a dropped connection out of every room, whatever happens to the caller."""
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.backend.remove(conn.sid)
+        finally:
+            for room in rooms:
+                count = self._closing[room] - 1
+                if count:
+                    self._closing[room] = count
+                else:
+                    del self._closing[room]
 
     async def _forget(self, conn: Connection) -> None:
-        self._drop(conn)
-        with anyio.CancelScope(shield=True):
-            await self.backend.remove(conn.sid)
+        await self._remove(conn, self._drop(conn))
 
     def __repr__(self) -> str:
         return f"<App routes={len(self.events)} connections={len(self._connections)}>"
@@ -336,4 +420,4 @@ def _inspect_async(handler: Callable[..., Any]) -> bool:
 _is_async_cached = functools.lru_cache(maxsize=4096)(_inspect_async)
 
 
-__all__ = ["App", "Connection", "Routes"]
+__all__ = ["App", "Connection", "Fanout", "Routes"]

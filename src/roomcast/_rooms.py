@@ -3,6 +3,12 @@
 Every piece of membership state lives in the two dicts of `RoomIndex`; they always mirror
 each other, and a room exists exactly while it has members. Join, leave and remove cost
 O(rooms of that connection), never a scan of all rooms.
+
+A room's members are a `Members`: its sids in the order they joined (so that a broadcast
+to a large room visits connections roughly in the order they were made, which is kinder to
+the CPU's caches than hash order), and whatever its deliverer derived from them
+(`Members.fanout`: the app keeps its receivers there, resolved to what each transport sends
+to). The index drops that whenever the members change, so it is never stale.
 """
 
 from __future__ import annotations
@@ -28,13 +34,29 @@ def check_room_name(name: Any, max_length: int = DEFAULT_MAX_ROOM_NAME) -> str:
     return name
 
 
+class Members(dict[str, None]):
+    """The sids in one room (its keys, in the order they joined), and what was derived from
+    them since they last changed. Only `RoomIndex` changes it."""
+
+    __slots__ = ("fanout", "name")
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.fanout: Any = None
+        """Set by whoever delivers to the room; reset to `None` by the index on every change."""
+
+    def __reduce__(self) -> Any:  # a plain dict when copied or pickled
+        return (dict, (dict(self),))
+
+
 class RoomIndex:
     """Membership of connections (by sid) in rooms (by name)."""
 
     __slots__ = ("_members", "_rooms")
 
     def __init__(self) -> None:
-        self._members: dict[str, set[str]] = {}  # room -> sids
+        self._members: dict[str, Members] = {}  # room -> sids
         self._rooms: dict[str, set[str]] = {}  # sid -> rooms
 
     def join(self, sid: str, room: str) -> bool:
@@ -43,7 +65,11 @@ class RoomIndex:
         if room in rooms:
             return False
         rooms.add(room)
-        self._members.setdefault(room, set()).add(sid)
+        members = self._members.get(room)
+        if members is None:
+            members = self._members[room] = Members(room)
+        members[sid] = None
+        members.fanout = None
         return True
 
     def leave(self, sid: str, room: str) -> bool:
@@ -55,7 +81,8 @@ class RoomIndex:
         if not rooms:
             del self._rooms[sid]
         members = self._members[room]
-        members.discard(sid)
+        del members[sid]
+        members.fanout = None
         if not members:
             del self._members[room]
         return True
@@ -67,14 +94,21 @@ class RoomIndex:
             return _EMPTY
         for room in rooms:
             members = self._members[room]
-            members.discard(sid)
+            del members[sid]
+            members.fanout = None
             if not members:
                 del self._members[room]
         return frozenset(rooms)
 
     def members(self, room: str) -> Set[str]:
-        """The sids in `room`: a live view, not to be changed by the caller."""
-        return self._members.get(room, _EMPTY)
+        """The sids in `room`: a live view."""
+        members = self._members.get(room)
+        return _EMPTY if members is None else members.keys()
+
+    def room(self, room: str) -> Members | None:
+        """The members of `room`, for delivering to them; `None` when it has none. Not to be
+        changed by the caller."""
+        return self._members.get(room)
 
     def rooms_of(self, sid: str) -> frozenset[str]:
         """The rooms `sid` is in."""
@@ -87,7 +121,7 @@ class RoomIndex:
         for room in rooms:
             members = self._members.get(room)
             if members:
-                result |= members
+                result.update(members)
         return result
 
     def rooms(self) -> frozenset[str]:

@@ -19,11 +19,13 @@ class Transport(ABC):
         """Return the wire form of one event; called once per broadcast, not per receiver."""
 
     @abstractmethod
-    async def send(self, sids: Iterable[str], encoded: Any) -> None:
-        """Hand one encoded event to each connection in `sids`.
+    async def send(self, peers: Iterable[Any], encoded: Any) -> None:
+        """Hand one encoded event to each of `peers`: what each connection was opened with
+        (`App.handle_connect(..., peer=...)`), or its sid when the transport gave none.
 
         Must not wait for a slow peer: buffer, or apply the transport's overflow policy.
-        A sid that is no longer connected is skipped.
+        A peer that is no longer connected is skipped. `peers` may be shared with later
+        broadcasts: read it, do not keep or change it.
         """
 
     @abstractmethod

@@ -79,6 +79,18 @@ class Encoded(NamedTuple):
     for binary attachments, or when no connection can be written to directly."""
 
 
+class Peer:
+    """A connection as this transport reaches it: its Engine.IO socket, and its direct writer
+    while it has one."""
+
+    __slots__ = ("sid", "socket", "writer")
+
+    def __init__(self, sid: str, socket: Any, writer: DirectWriter | None) -> None:
+        self.sid = sid
+        self.socket = socket
+        self.writer = writer
+
+
 class SocketIOTransport(Transport):
     """Carries a roomcast app's events over one namespace of a python-socketio server.
 
@@ -92,7 +104,8 @@ class SocketIOTransport(Transport):
         self.namespace = namespace
         self.direct_writes = 0
         self._handling: set[asyncio.Task[None]] = set()
-        self._writers: dict[str, DirectWriter] = {}
+        self._peers: dict[str, Peer] = {}
+        self._writers = 0  # how many of them have a direct writer
 
     def encode(self, event: str, data: Any) -> Encoded:
         args = [event] if data is None else [event, data]
@@ -105,47 +118,44 @@ class SocketIOTransport(Transport):
             frame = text_frame(packets[0].encode())
         return Encoded(packets, frame)
 
-    async def send(self, sids: Iterable[str], encoded: Any) -> None:
+    async def send(self, peers: Iterable[Peer], encoded: Any) -> None:
         packets, frame = encoded
-        writers = self._writers if frame is not None else {}
-        eio_sid_of = self.sio.manager.eio_sid_from_sid
-        sockets = self.sio.eio.sockets
-        namespace = self.namespace
         limits = self.app.limits
         room_left = math.inf if limits.max_queued is None else limits.max_queued - len(packets)
         drop_oldest = limits.slow_consumer == "drop_oldest"
-        slow: list[Any] = []
+        slow: list[Peer] = []
         direct = 0
-        for sid in sids:
-            writer = writers.get(sid)
-            if writer is not None and writer.write(frame):
+        for peer in peers:
+            writer = peer.writer
+            if writer is not None and frame is not None and writer.write(frame):
                 direct += 1
                 continue
-            socket = sockets.get(eio_sid_of(sid, namespace))
+            socket = peer.socket
             if socket is None or socket.closed:
                 continue
             queue = socket.queue
             if queue.qsize() > room_left:
                 if not drop_oldest:
-                    slow.append((sid, socket))
+                    slow.append(peer)
                     continue
                 self.app.stats.events_dropped += _drop(queue, len(packets))
             for pkt in packets:
                 queue.put_nowait(pkt)
         self.direct_writes += direct
-        for sid, socket in slow:
-            self._shed(sid, socket)
+        for peer in slow:
+            self._shed(peer)
 
-    def _shed(self, sid: str, socket: Any) -> None:
+    def _shed(self, peer: Peer) -> None:
         """Disconnect a connection that does not read what it is sent: its queue is emptied,
         an Engine.IO close takes the place of what it missed and, where the adapter holds the
         connection's transport, its TCP socket is closed at once (else the kernel's unsent
         buffer would keep it open until the client reads or goes)."""
         self.app.stats.slow_consumers_disconnected += 1
+        socket = peer.socket
         _drop(socket.queue, socket.queue.qsize())
-        writer = self._writers.pop(sid, None)
-        if writer is not None:
-            writer.abort()
+        if peer.writer is not None:
+            peer.writer.abort()
+        self._forget_writer(peer)
         task = asyncio.get_running_loop().create_task(
             socket.close(wait=False, abort=False, reason="slow consumer")
         )
@@ -158,22 +168,32 @@ class SocketIOTransport(Transport):
     # -- what python-socketio calls ------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        # Known before the hooks run, so that a disconnection during them forgets it too.
         socket = self.sio.eio.sockets.get(self.sio.manager.eio_sid_from_sid(sid, self.namespace))
-        writer = DirectWriter.of(socket, environ)
-        if writer is not None:
-            self._writers[sid] = writer
+        peer = Peer(sid, socket, DirectWriter.of(socket, environ))
+        # Known before the hooks run, so that a disconnection during them forgets it too.
+        self._peers[sid] = peer
+        self._writers += peer.writer is not None
         try:
-            await self.app.handle_connect(sid, auth, self, environ)
+            await self.app.handle_connect(sid, auth, self, environ, peer=peer)
         except BaseException as exc:
-            self._writers.pop(sid, None)
+            self._forget(sid)
             if isinstance(exc, Reject):
                 raise socketio.exceptions.ConnectionRefusedError(exc.reason) from exc
             raise
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
-        self._writers.pop(sid, None)
+        self._forget(sid)
         await self.app.handle_disconnect(sid)
+
+    def _forget(self, sid: str) -> None:
+        peer = self._peers.pop(sid, None)
+        if peer is not None:
+            self._forget_writer(peer)
+
+    def _forget_writer(self, peer: Peer) -> None:
+        if peer.writer is not None:
+            peer.writer = None
+            self._writers -= 1
 
     async def _on_event(self, eio_sid: str, ack_id: int | None, data: list[Any]) -> None:
         sid = self.sio.manager.sid_from_eio_sid(eio_sid, self.namespace)

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Collection
-from typing import ClassVar
+from collections.abc import Awaitable, Collection
+from typing import ClassVar, Protocol
 
 from .._message import Outgoing, Target
 
-Deliver = Callable[[Collection[str], Outgoing], Awaitable[None]]
-"""How a backend hands a message to the app for connections of this process."""
+
+class Deliver(Protocol):
+    """How a backend hands a message to the app for connections of this process:
+    `deliver(sids, message, exclude)` sends it to those of `sids` connected here, but `exclude`.
+
+    Passing a room's live `Members` (from a `RoomIndex`) rather than a copy lets the app keep
+    what it resolved them to until they change.
+    """
+
+    def __call__(
+        self, sids: Collection[str], message: Outgoing, exclude: str | None = None, /
+    ) -> Awaitable[None]: ...
 
 
 class Backend(ABC):
@@ -27,7 +37,7 @@ class Backend(ABC):
     requires_start: ClassVar[bool] = False
 
     async def open(self, deliver: Deliver) -> None:
-        """Start; `deliver(sids, message)` reaches connections of this process."""
+        """Start; `deliver(sids, message, exclude)` reaches connections of this process."""
         self._deliver = deliver
 
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Collection, Set
 
 from .._message import Outgoing, Target
 from .._rooms import RoomIndex
 from ._base import Backend, Deliver
+
+_NONE: frozenset[str] = frozenset()
 
 
 class MemoryBackend(Backend):
@@ -53,21 +55,18 @@ class MemoryBackend(Backend):
         return self._index.rooms_of(sid)
 
     async def publish(self, target: Target, message: Outgoing) -> None:
+        receivers: Collection[str]
         if target.sid is not None:
-            receivers: set[str] | frozenset[str] = (
-                {target.sid} if target.sid in self._connections else frozenset()
-            )
+            receivers = {target.sid} if target.sid in self._connections else frozenset()
         elif target.rooms is None:
             receivers = self._connections
         elif len(target.rooms) == 1:
             (room,) = target.rooms
-            receivers = self._index.members(room)  # type: ignore[assignment]
+            receivers = self._index.room(room) or _NONE
         else:
             receivers = self._index.union(target.rooms)
-        if target.exclude is not None and target.exclude in receivers:
-            receivers = receivers - {target.exclude}
         if receivers:
-            await self._deliver(receivers, message)
+            await self._deliver(receivers, message, target.exclude)
 
     def __repr__(self) -> str:
         return f"<MemoryBackend connections={len(self._connections)} rooms={len(self._index)}>"

@@ -34,7 +34,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any, ClassVar
 
 import anyio
@@ -278,21 +278,23 @@ class RedisBackend(Backend):
         rooms, sid, exclude, event, data = _unframe(frame)
         local = self._local.index
         connections = self._local.connections
+        receivers: Collection[str]
         if sid is not None:
-            receivers: Iterable[str] = (sid,) if sid in connections else ()
+            receivers = (sid,) if sid in connections else ()
         elif rooms is None:
             receivers = connections
         else:
             room = channel[len(self._key("c", "room", "")) :]
             earlier = [r for r in rooms if r < room]
-            receivers = [
-                member
-                for member in local.members(room)
-                if not any(member in local.members(r) for r in earlier)
-            ]
-        receivers = [receiver for receiver in receivers if receiver != exclude]
+            receivers = local.room(room) or ()
+            if earlier:
+                receivers = [
+                    member
+                    for member in receivers
+                    if not any(member in local.members(r) for r in earlier)
+                ]
         if receivers:
-            await self._deliver(receivers, Outgoing(event, data))
+            await self._deliver(receivers, Outgoing(event, data), exclude)
 
     # -- Redis ---------------------------------------------------------------------------------
 

@@ -42,12 +42,9 @@ class MemoryTransport(Transport):
     def encode(self, event: str, data: Any) -> _codec.Encoded:
         return _codec.encode([event, data])
 
-    async def send(self, sids: Iterable[str], encoded: Any) -> None:
-        clients = self.clients
-        for sid in sids:
-            client = clients.get(sid)
-            if client is not None:
-                client._push(encoded)
+    async def send(self, peers: Iterable[TestClient], encoded: Any) -> None:
+        for client in peers:
+            client._push(encoded)
 
     async def close(self, sid: str) -> None:
         client = self.clients.get(sid)
@@ -129,7 +126,7 @@ class TestClient:
         self._transport.clients[self.sid] = self
         try:
             auth = _codec.decode(_codec.encode(self.auth))
-            await self.app.handle_connect(self.sid, auth, self._transport, self.environ)
+            await self.app.handle_connect(self.sid, auth, self._transport, self.environ, peer=self)
         except BaseException as exc:
             self._transport.clients.pop(self.sid, None)
             self._task_group.cancel_scope.cancel()

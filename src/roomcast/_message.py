@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from ._transport import Transport
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """The receivers of a broadcast, before they are resolved to connections.
+class Target(NamedTuple):
+    """The receivers of a broadcast, before they are resolved to connections (immutable).
 
     `rooms is None` means every connection; `sid` names one connection instead of rooms;
     `exclude` is a connection left out (the sender, for `req.broadcast`).
@@ -32,8 +31,10 @@ class Outgoing:
 
     def encoded(self, transport: Transport) -> Any:
         """The wire form of this message for `transport`, encoding it on first use."""
-        try:
-            return self._encoded[transport]
-        except KeyError:
+        wire = self._encoded.get(transport, _MISSING)
+        if wire is _MISSING:
             wire = self._encoded[transport] = transport.encode(self.event, self.data)
-            return wire
+        return wire
+
+
+_MISSING: Any = object()

@@ -17,19 +17,22 @@ class Room:
     is left out). A connection in several of the rooms receives one copy of a broadcast.
     """
 
-    __slots__ = ("_app", "exclude", "names")
+    __slots__ = ("_app", "_target", "exclude", "names")
 
     def __init__(self, app: App, names: tuple[str, ...], exclude: str | None = None) -> None:
         if not names:
             raise TypeError("room() needs at least one room name.")
         self._app = app
-        self.names = frozenset(app.check_room_name(name) for name in names)
+        if len(names) == 1:
+            self.names = frozenset((app.check_room_name(names[0]),))
+        else:
+            self.names = frozenset([app.check_room_name(name) for name in names])
         self.exclude = exclude
+        self._target = Target(rooms=self.names, exclude=exclude)
 
     async def broadcast(self, event: str, data: Any = None) -> None:
         """Send `event` to every member (but `exclude`, when set)."""
-        target = Target(rooms=self.names, exclude=self.exclude)
-        await self._app.backend.publish(target, Outgoing(event, data))
+        await self._app.backend.publish(self._target, Outgoing(event, data))
 
     async def members(self) -> frozenset[str]:
         """The sids of every member, across every process sharing the backend."""

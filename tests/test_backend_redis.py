@@ -285,3 +285,36 @@ def test_frames_carry_binary_and_a_node_drops_its_own_unread() -> None:
         await backend._receive("roomcast:c:room:a", backend._own_frames + b"not json")
 
     anyio.run(own_frame_is_not_decoded)
+
+
+async def test_a_burst_of_broadcasts_reaches_the_other_nodes_whole_and_in_order(
+    prefix: str,
+) -> None:
+    count = 600  # more than one round trip to Redis takes
+    async with (
+        make_app(REDIS_URL, prefix) as one,
+        make_app(REDIS_URL, prefix) as two,
+        TestClient(two, max_buffered=count) as far,
+        TestClient(one, max_buffered=count) as near,
+    ):
+        await far.call("join", ["x"])
+        await near.call("join", ["x"])
+        for i in range(count):
+            await one.room("x").broadcast("n", i)
+        assert [m.data for m in near.drain()] == list(range(count))  # at once, locally
+        with anyio.fail_after(10):
+            received = [(await far.receive()).data for _ in range(count)]
+        assert received == list(range(count))
+
+
+async def test_a_node_sends_what_it_published_before_it_stops(prefix: str) -> None:
+    count = 300
+    async with make_app(REDIS_URL, prefix) as two, TestClient(two, max_buffered=count) as far:
+        await far.call("join", ["x"])
+        async with make_app(REDIS_URL, prefix) as one:
+            for i in range(count):
+                await one.room("x").broadcast("n", i)
+        # `one` has stopped: whatever it had not sent yet went out as it closed.
+        with anyio.fail_after(10):
+            received = [(await far.receive()).data for _ in range(count)]
+        assert received == list(range(count))

@@ -10,7 +10,10 @@ How it works:
 
 - Each process (a *node*) keeps the membership of its own connections in memory, exactly like
   `MemoryBackend`, and delivers to them directly: a broadcast reaches local members at once,
-  then goes to the other nodes through Redis pub/sub.
+  then goes to the other nodes through Redis pub/sub. A broadcast does not wait for Redis: it
+  joins this node's outbox, which one task sends in order, as many messages per round trip as
+  are waiting (a full outbox makes the next broadcast wait); closing the backend sends what
+  is left first.
 - Membership is mirrored into Redis sets (`room:<name>` → sids, `rooms:<sid>` → rooms), which
   answer `members`, `count` and `rooms_of` for the whole deployment.
 - There is one pub/sub channel per room; a node subscribes to a room's channel only while it
@@ -41,6 +44,7 @@ import anyio
 import redis.asyncio as aioredis
 import redis.exceptions
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -56,6 +60,11 @@ __all__ = ["RedisBackend"]
 logger = logging.getLogger("roomcast")
 
 _REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+_UNREACHABLE = "The shared room state (Redis) is unreachable."
+OUTBOX = 1024
+"""Publications waiting for Redis at most, per node; the next broadcast waits for room."""
+BATCH = 256
+"""Publications sent to Redis in one round trip at most."""
 
 # Forget a connection: take it out of each of its rooms and of its node.
 # ARGV: prefix, sid, node
@@ -135,6 +144,7 @@ class RedisBackend(Backend):
         self._pubsub: PubSub | None = None
         self._task_group: TaskGroup | None = None
         self._available = False
+        self._outbox: MemoryObjectSendStream[tuple[str, bytes]] | None = None
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -159,16 +169,24 @@ class RedisBackend(Backend):
             health_check_interval=0,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
+        self._outbox, outbox = anyio.create_memory_object_stream[tuple[str, bytes]](OUTBOX)
+        self._sent_all = anyio.Event()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._listen)
         self._task_group.start_soon(self._beat)
+        self._task_group.start_soon(self._publish_from, outbox)
         # Start connected when Redis is there; when it is not, run locally and keep trying.
         with anyio.move_on_after(self.timeout):
             await self._connected.wait()
 
     async def close(self) -> None:
         if self._task_group is not None:
+            assert self._outbox is not None
+            # What this node published goes out before it stops, unless Redis cannot take it.
+            self._outbox.close()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeout):
+                await self._sent_all.wait()
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)
             self._task_group = None
@@ -263,8 +281,42 @@ class RedisBackend(Backend):
                 message.data,
             ],
         )
-        for channel in channels:
-            await self._call("PUBLISH", channel, frame)
+        if not self._available or self._outbox is None:
+            raise BackendUnavailable(_UNREACHABLE)
+        try:
+            for channel in channels:
+                await self._outbox.send((channel, frame))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            raise BackendUnavailable(_UNREACHABLE) from exc
+
+    async def _publish_from(self, outbox: MemoryObjectReceiveStream[tuple[str, bytes]]) -> None:
+        """Send this node's publications to Redis in order, each round trip taking as many
+        as are waiting; end once the outbox is closed and empty."""
+        async with outbox:
+            async for first in outbox:
+                batch = [first]
+                while len(batch) < BATCH:
+                    try:
+                        batch.append(outbox.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await self._publish_batch(batch)
+        self._sent_all.set()
+
+    async def _publish_batch(self, batch: list[tuple[str, bytes]]) -> None:
+        if self._available and self._redis is not None:
+            try:
+                with anyio.fail_after(self.timeout):
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for channel, frame in batch:
+                            pipe.publish(channel, frame)
+                        await pipe.execute()
+                return
+            except (*_REDIS_ERRORS, TimeoutError) as exc:
+                self._lost(exc)
+        logger.warning(
+            "Redis is unreachable: %d messages for other processes were dropped.", len(batch)
+        )
 
     async def _receive_safely(self, channel: bytes, frame: bytes) -> None:
         try:
@@ -306,13 +358,13 @@ class RedisBackend(Backend):
 
     async def _call(self, *args: Any) -> Any:
         if not self._available or self._redis is None:
-            raise BackendUnavailable("The shared room state (Redis) is unreachable.")
+            raise BackendUnavailable(_UNREACHABLE)
         try:
             with anyio.fail_after(self.timeout):
                 return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
         except (*_REDIS_ERRORS, TimeoutError) as exc:
             self._lost(exc)
-            raise BackendUnavailable("The shared room state (Redis) is unreachable.") from exc
+            raise BackendUnavailable(_UNREACHABLE) from exc
 
     async def _script(self, script: str, *args: str) -> Any:
         return await self._call("EVAL", script, 0, *args)

@@ -62,6 +62,29 @@ async def test_most_deliveries_of_a_flood_are_written_directly() -> None:
     assert transport.direct_writes >= 0.9 * count * clients
 
 
+async def test_clients_that_start_on_long_polling_get_the_fast_path_once_upgraded() -> None:
+    # What browsers' clients do by default: connect over long-polling, then upgrade.
+    count, clients = 200, 5
+    _, sio, transport = flood_app(count)
+    async with serve(socketio.ASGIApp(sio)) as url, AsyncExitStack() as stack:
+        readers = [
+            await stack.enter_async_context(Client(url, transports=("polling", "websocket")))
+            for _ in range(clients)
+        ]
+        for reader in readers:
+            assert await reader.call("join") is None
+            for _ in range(200):
+                if reader.sio.transport() == "websocket":
+                    break
+                await asyncio.sleep(0.01)
+            assert reader.sio.transport() == "websocket"
+        await readers[0].emit("flood")
+        for reader in readers:
+            assert [(await reader.receive()).data for _ in range(count)] == list(range(count))
+        await sio.eio.disconnect()
+    assert transport.direct_writes >= 0.9 * count * clients
+
+
 def _raw(compression: str | None) -> Callable[[str], Any]:
     return lambda url: RawClient(url, compression=compression)
 
@@ -77,7 +100,7 @@ def _polling(*transports: str) -> Callable[[str], Any]:
         pytest.param("websockets-sansio", _raw("deflate"), False, id="per-message-deflate"),
         pytest.param("wsproto", _raw(None), False, id="uvicorn-wsproto"),
         pytest.param("websockets-sansio", _polling("polling"), False, id="long-polling"),
-        pytest.param("websockets-sansio", _polling("polling", "websocket"), False, id="upgraded"),
+        pytest.param("websockets-sansio", _polling("polling", "websocket"), True, id="upgraded"),
     ],
 )
 async def test_the_fast_path_is_taken_only_where_it_is_known_to_be_safe(
@@ -115,16 +138,18 @@ async def test_a_writer_is_forgotten_with_its_connection() -> None:
     async with serve(socketio.ASGIApp(sio)) as url:
         async with RawClient(url) as a, RawClient(url) as b:
             assert set(transport._peers) == {a.sid, b.sid}
-            assert transport._writers == 2
+            peers = list(transport._peers.values())
+            assert all(peer.writer is not None for peer in peers)
         for _ in range(100):
             if not transport._peers:
                 break
             await asyncio.sleep(0.02)
-        assert (transport._peers, transport._writers) == ({}, 0)
+        assert transport._peers == {}
+        assert all(peer.writer is None for peer in peers)
         with pytest.raises(ConnectionRejected):
             async with Client(url, auth="no"):
                 pass
-        assert (transport._peers, transport._writers) == ({}, 0)
+        assert transport._peers == {}
 
 
 MIXES = 30

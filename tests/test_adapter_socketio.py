@@ -8,6 +8,7 @@ import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
+import engineio.async_server
 import engineio.async_socket
 import engineio.packet
 import pytest
@@ -73,6 +74,18 @@ def test_the_internals_relied_on_are_there() -> None:
     # and what websockets' sans-I/O protocol says of a connection.
     assert eio_socket.upgraded is False
     assert eio_socket.closing is False
+    # A long-polling socket upgrades through `_upgrade_websocket(environ)`, looked up on the
+    # socket by name for each websocket request, so wrapping it on the socket takes effect.
+    upgrade = engineio.async_socket.AsyncSocket._upgrade_websocket
+    assert inspect.iscoroutinefunction(upgrade)
+    assert list(inspect.signature(upgrade).parameters) == ["self", "environ"]
+    assert "getattr(self, '_upgrade_' + transport)(environ)" in inspect.getsource(
+        engineio.async_socket.AsyncSocket.handle_get_request
+    )
+    # ...and a new socket is in `eio.sockets` when Engine.IO's connect handler runs for it.
+    assert server.eio.handlers["connect"] == server._handle_eio_connect
+    connect = inspect.getsource(engineio.async_server.AsyncServer._handle_connect)
+    assert connect.index("self.sockets[sid] = s") < connect.index("_trigger_event('connect'")
     assert isinstance(eio_socket.queue._getters, collections.deque)
     assert websockets.protocol.Protocol(websockets.protocol.SERVER).extensions == []
     assert websockets.protocol.State.OPEN.name == "OPEN"

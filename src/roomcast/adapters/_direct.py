@@ -22,9 +22,10 @@ writes only when all of these hold, and otherwise leaves the packet to the queue
 - the transport holds fewer than `MAX_BUFFERED` bytes not yet sent: a receiver that reads
   slowly goes back to the queue.
 
-What cannot change is checked once, when the connection opens (`DirectWriter.of`): it opened
-as a websocket (not long-polling, nor upgraded from it) through python-engineio's ASGI driver,
-whose environ carries the ASGI `send`; that `send` is a method of uvicorn's
+What cannot change is checked once, when the connection opens as a websocket or has upgraded
+to one from long-polling (`DirectWriter.of`, given the environ of the websocket request): it
+is a websocket served through python-engineio's ASGI driver, whose environ carries the ASGI
+`send`; that `send` is a method of uvicorn's
 `WebSocketsSansIOProtocol` (found in `sys.modules`: this module never imports uvicorn), which
 holds a websockets `Protocol` (`conn`) and an asyncio transport (`transport`); and the
 connection negotiated no extension, so that every receiver's frame is the same bytes

@@ -23,7 +23,10 @@ checks each reliance); nothing of theirs is patched:
   a websocket text frame, and written straight to each receiver's transport whenever nothing
   is pending for that receiver in Engine.IO (its queue is empty and its writer task waits on
   it), its websocket is open, negotiated no compression, and its transport's buffer is small.
-  Every other receiver, and every other setup (long-polling, another ASGI server, aiohttp,
+  A connection that starts on long-polling (browsers' default) joins the fast path once it has
+  upgraded to a websocket: the Engine.IO `connect` handler is wrapped so that each new socket's
+  `_upgrade_websocket(environ)` is wrapped in turn, to learn the websocket's environ. Every
+  other receiver, and every other setup (long-polling, another ASGI server, aiohttp,
   per-message deflate, binary attachments), takes the queue. `_direct.py` says what it relies
   on; `SocketIOTransport.direct_writes` counts the deliveries it made.
 """
@@ -66,7 +69,47 @@ def attach(app: App, sio: socketio.AsyncServer, namespace: str = "/") -> SocketI
             await transport._on_event(eio_sid, ack_id, data)
 
     sio._handle_event = handle_event
+
+    # Long-polling connections (how browsers' clients start by default) that upgrade to a
+    # websocket can take the fast path once upgraded: each new Engine.IO socket gets its
+    # upgrade watched, before its client can ask for the upgrade.
+    next_eio_connect = sio.eio.handlers["connect"]
+
+    async def handle_eio_connect(eio_sid: str, environ: dict[str, Any], *args: Any) -> Any:
+        _UpgradeWatch.watch(sio.eio.sockets.get(eio_sid))
+        return await next_eio_connect(eio_sid, environ, *args)
+
+    sio.eio.on("connect", handle_eio_connect)
     return transport
+
+
+class _UpgradeWatch:
+    """Stands for an Engine.IO socket's `_upgrade_websocket(environ)` (looked up on the socket
+    for each websocket request) to learn the environ of the websocket it upgrades to, and tell
+    the peers of that socket."""
+
+    __slots__ = ("environ", "peers", "upgrade")
+
+    def __init__(self, upgrade: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
+        self.upgrade = upgrade
+        self.environ: dict[str, Any] | None = None
+        self.peers: list[Peer] = []
+
+    @classmethod
+    def watch(cls, socket: Any) -> None:
+        if socket is None or socket.upgraded or isinstance(socket.__dict__.get(_UPGRADE), cls):
+            return
+        setattr(socket, _UPGRADE, cls(getattr(socket, _UPGRADE)))
+
+    async def __call__(self, environ: dict[str, Any]) -> Any:
+        self.environ = environ
+        for peer in self.peers:
+            peer.upgrade = environ
+        self.peers = []
+        return await self.upgrade(environ)
+
+
+_UPGRADE = "_upgrade_websocket"
 
 
 class Encoded(NamedTuple):
@@ -80,15 +123,16 @@ class Encoded(NamedTuple):
 
 
 class Peer:
-    """A connection as this transport reaches it: its Engine.IO socket, and its direct writer
-    while it has one."""
+    """A connection as this transport reaches it: its Engine.IO socket, its direct writer
+    while it has one, and the environ of its websocket while it is upgrading to one."""
 
-    __slots__ = ("sid", "socket", "writer")
+    __slots__ = ("sid", "socket", "upgrade", "writer")
 
     def __init__(self, sid: str, socket: Any, writer: DirectWriter | None) -> None:
         self.sid = sid
         self.socket = socket
         self.writer = writer
+        self.upgrade: dict[str, Any] | None = None
 
 
 class SocketIOTransport(Transport):
@@ -105,7 +149,6 @@ class SocketIOTransport(Transport):
         self.direct_writes = 0
         self._handling: set[asyncio.Task[None]] = set()
         self._peers: dict[str, Peer] = {}
-        self._writers = 0  # how many of them have a direct writer
 
     def encode(self, event: str, data: Any) -> Encoded:
         args = [event] if data is None else [event, data]
@@ -114,7 +157,7 @@ class SocketIOTransport(Transport):
         parts = encoded if isinstance(encoded, list) else [encoded]
         packets = [engineio.packet.Packet(engineio.packet.MESSAGE, part) for part in parts]
         frame = None
-        if self._writers and len(packets) == 1 and not packets[0].binary:
+        if len(packets) == 1 and not packets[0].binary:
             frame = text_frame(packets[0].encode())
         return Encoded(packets, frame)
 
@@ -127,6 +170,8 @@ class SocketIOTransport(Transport):
         direct = 0
         for peer in peers:
             writer = peer.writer
+            if writer is None and peer.upgrade is not None:
+                writer = self._upgraded(peer)
             if writer is not None and frame is not None and writer.write(frame):
                 direct += 1
                 continue
@@ -151,11 +196,12 @@ class SocketIOTransport(Transport):
         connection's transport, its TCP socket is closed at once (else the kernel's unsent
         buffer would keep it open until the client reads or goes)."""
         self.app.stats.slow_consumers_disconnected += 1
+        peer.upgrade = None
         socket = peer.socket
         _drop(socket.queue, socket.queue.qsize())
         if peer.writer is not None:
             peer.writer.abort()
-        self._forget_writer(peer)
+            peer.writer = None
         task = asyncio.get_running_loop().create_task(
             socket.close(wait=False, abort=False, reason="slow consumer")
         )
@@ -170,9 +216,12 @@ class SocketIOTransport(Transport):
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         socket = self.sio.eio.sockets.get(self.sio.manager.eio_sid_from_sid(sid, self.namespace))
         peer = Peer(sid, socket, DirectWriter.of(socket, environ))
+        watch = getattr(socket, "__dict__", {}).get(_UPGRADE)
+        if peer.writer is None and isinstance(watch, _UpgradeWatch):
+            watch.peers.append(peer)  # told when the upgrade starts
+            peer.upgrade = watch.environ  # or it has already
         # Known before the hooks run, so that a disconnection during them forgets it too.
         self._peers[sid] = peer
-        self._writers += peer.writer is not None
         try:
             await self.app.handle_connect(sid, auth, self, environ, peer=peer)
         except BaseException as exc:
@@ -185,15 +234,19 @@ class SocketIOTransport(Transport):
         self._forget(sid)
         await self.app.handle_disconnect(sid)
 
+    def _upgraded(self, peer: Peer) -> DirectWriter | None:
+        """The direct writer of a connection upgrading to a websocket, once it has."""
+        if not peer.socket.upgraded:
+            return None
+        environ, peer.upgrade = peer.upgrade, None
+        if environ is not None and peer.sid in self._peers:
+            peer.writer = DirectWriter.of(peer.socket, environ)
+        return peer.writer
+
     def _forget(self, sid: str) -> None:
         peer = self._peers.pop(sid, None)
         if peer is not None:
-            self._forget_writer(peer)
-
-    def _forget_writer(self, peer: Peer) -> None:
-        if peer.writer is not None:
-            peer.writer = None
-            self._writers -= 1
+            peer.writer = peer.upgrade = None
 
     async def _on_event(self, eio_sid: str, ack_id: int | None, data: list[Any]) -> None:
         sid = self.sio.manager.sid_from_eio_sid(eio_sid, self.namespace)

@@ -19,7 +19,7 @@ noise hits them alike (gc off while timing, as `timeit` does):
   and `send` calls each peer it is given, i.e. roomcast's own cost (room handle, backend,
   `App.deliver`, encode once) plus the least a transport can do;
 - `TestClient`: the same broadcast to N `roomcast.testing.TestClient`s (the in-memory
-  transport: JSON-encoded once, pushed onto each client's bounded memory stream), for rooms
+  transport: JSON-encoded once, appended to each client's bounded inbox), for rooms
   of at most `--testclient-max` members.
 
 Reported: deliveries/s of each and the cost ratio against the bare loop over a list (time

@@ -91,6 +91,30 @@ async def test_a_payload_the_wire_cannot_carry_is_an_internal_error() -> None:
         assert answer == {"error": {"code": "internal", "message": "Internal server error."}}
 
 
+async def test_a_waiting_reader_wakes_for_each_event_and_for_the_close() -> None:
+    app = make_app()
+    async with TestClient(app) as client:
+        received: list[Any] = []
+
+        async def read() -> None:
+            try:
+                while True:
+                    received.append((await client.receive(timeout=30)).data)
+            except ConnectionClosed:
+                received.append("closed")
+
+        with anyio.fail_after(5):  # far below the reader's own timeout
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                for n in range(3):
+                    await anyio.sleep(0.01)  # the reader is waiting when each one comes
+                    await app.emit(client.sid, "n", n)
+                await anyio.sleep(0.01)
+                await app.disconnect(client.sid)
+        assert received == [0, 1, 2, "closed"]
+        assert not client.connected
+
+
 async def test_disconnect_is_idempotent_and_closes() -> None:
     app = make_app()
     async with TestClient(app) as client:

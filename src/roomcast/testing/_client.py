@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import secrets
@@ -12,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -44,7 +46,13 @@ class MemoryTransport(Transport):
 
     async def send(self, peers: Iterable[TestClient], encoded: Any) -> None:
         for client in peers:
-            client._push(encoded)
+            # The common case of `_push`, inline: room in the inbox and no reader to wake.
+            received = client._received
+            if client._arrived is None and len(received) < client._max_buffered:
+                if client._accepting:
+                    received.append(encoded)
+            else:
+                client._push(encoded)
 
     async def close(self, sid: str) -> None:
         client = self.clients.get(sid)
@@ -80,8 +88,6 @@ class TestClient:
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
-    _inbox_send: MemoryObjectSendStream[_codec.Encoded]
-    _inbox: MemoryObjectReceiveStream[_codec.Encoded]
     _events: MemoryObjectSendStream[_Event]
     _events_out: MemoryObjectReceiveStream[_Event]
 
@@ -106,6 +112,12 @@ class TestClient:
         self._connected = False
         self._closed_by_server = False
         self._shed = False
+        # The inbox: what the app sent and the client has not read, oldest first. It takes
+        # events while `_accepting` (from connecting until the connection closes); a reader
+        # waiting for the next one waits on `_arrived`.
+        self._received: collections.deque[_codec.Encoded] = collections.deque()
+        self._accepting = False
+        self._arrived: anyio.Event | None = None
 
     @property
     def connected(self) -> bool:
@@ -115,9 +127,7 @@ class TestClient:
     async def __aenter__(self) -> TestClient:
         if self._task_group is not None:
             raise RuntimeError("A TestClient connects once; make a new one to reconnect.")
-        self._inbox_send, self._inbox = anyio.create_memory_object_stream[_codec.Encoded](
-            self._max_buffered
-        )
+        self._accepting = True
         self._events, self._events_out = anyio.create_memory_object_stream[_Event](
             DEFAULT_MAX_OUTSTANDING
         )
@@ -182,50 +192,60 @@ class TestClient:
         Raises `TimeoutError` when none arrives in `timeout` seconds, and `ConnectionClosed`
         once the connection is closed and every event sent before was received.
         """
-        try:
-            with anyio.fail_after(timeout):
-                encoded = await self._inbox.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise ConnectionClosed("The connection is closed.") from None
-        event, data = _codec.decode(encoded)
+        with anyio.fail_after(timeout):
+            await anyio.lowlevel.checkpoint()
+            while not self._received:
+                if not self._accepting:
+                    raise ConnectionClosed("The connection is closed.")
+                if self._arrived is None:
+                    self._arrived = anyio.Event()
+                await self._arrived.wait()
+        event, data = _codec.decode(self._received.popleft())
         return Message(event, data)
 
     def drain(self) -> list[Message]:
         """Every event received and not read yet, without waiting (an empty list if none)."""
-        messages: list[Message] = []
-        while True:
-            try:
-                encoded = self._inbox.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                return messages
-            event, data = _codec.decode(encoded)
-            messages.append(Message(event, data))
+        received, self._received = self._received, collections.deque()
+        return [Message(*_codec.decode(encoded)) for encoded in received]
 
     async def disconnect(self) -> None:
         """Close the connection (no-op when already closed)."""
         await self._close(by_server=False)
 
     def _close_streams(self) -> None:
-        for stream in (self._inbox_send, self._inbox, self._events, self._events_out):
+        self._stop_accepting()
+        self._received.clear()  # unread events go with the client
+        for stream in (self._events, self._events_out):
             stream.close()
+
+    def _stop_accepting(self) -> None:
+        self._accepting = False
+        self._wake()  # a waiting reader finds the connection closed
+
+    def _wake(self) -> None:
+        arrived, self._arrived = self._arrived, None
+        if arrived is not None:
+            arrived.set()
 
     # -- the server side -----------------------------------------------------------------------
 
     def _push(self, encoded: _codec.Encoded) -> None:
-        try:
-            self._inbox_send.send_nowait(encoded)
-        except anyio.WouldBlock:
+        if not self._accepting:
+            return
+        received = self._received
+        if len(received) >= self._max_buffered:
             stats = self.app.stats
-            if self.app.limits.slow_consumer == "drop_oldest":
-                self._inbox.receive_nowait()
-                self._inbox_send.send_nowait(encoded)
+            if self.app.limits.slow_consumer == "drop_oldest" and received:
+                received.popleft()
                 stats.events_dropped += 1
-            elif self._task_group is not None and self._connected and not self._shed:
-                self._shed = True  # closing: what else comes is dropped
-                stats.slow_consumers_disconnected += 1
-                self._task_group.start_soon(self._close, True)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
+            else:
+                if self._task_group is not None and self._connected and not self._shed:
+                    self._shed = True  # closing: what else comes is dropped
+                    stats.slow_consumers_disconnected += 1
+                    self._task_group.start_soon(self._close, True)
+                return
+        received.append(encoded)
+        self._wake()
 
     async def _send(self, event: str, data: Any, ack_id: int | None) -> None:
         if not self._connected:
@@ -254,7 +274,7 @@ class TestClient:
         self._connected = False
         self._closed_by_server = by_server
         self._transport.clients.pop(self.sid, None)
-        self._inbox_send.close()
+        self._stop_accepting()
         self._events.close()
         await self.app.handle_disconnect(self.sid)
 

@@ -24,14 +24,17 @@ from roomcast.testing import Message
 
 
 @asynccontextmanager
-async def serve(asgi_app: Any, ws: str = "websockets-sansio") -> AsyncIterator[str]:
+async def serve(
+    asgi_app: Any, ws: str = "websockets-sansio", **options: Any
+) -> AsyncIterator[str]:
     """Run `asgi_app` under uvicorn (websockets with uvicorn's `ws` implementation, per-message
-    deflate offered as by default) on a free 127.0.0.1 port; yield its base URL."""
+    deflate offered as by default; `options` go to `uvicorn.Config`) on a free 127.0.0.1 port;
+    yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(asgi_app, log_level="warning", lifespan="on", ws=ws)
+    config = uvicorn.Config(asgi_app, log_level="warning", lifespan="on", ws=ws, **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,8 @@ from roomcast.adapters._direct import MAX_BUFFERED, text_frame
 from roomcast.adapters.socketio import SocketIOTransport, attach
 from roomcast.testing import Message
 
-from .servers import Client, RawClient, serve
+from .needs import missing
+from .servers import ROOT, Client, RawClient, serve
 
 
 @pytest.fixture
@@ -283,3 +285,63 @@ async def test_a_broadcast_never_overtakes_a_packet_the_writer_holds() -> None:
         received = [await client.receive(timeout=10) for _ in range(facts["pads"] + 2)]
     assert [data["k"] for _, _, data in received[:-2]] == list(range(facts["pads"]))
     assert received[-2:] == [("ack", 7, "ack"), ("event", "after", "the ack")]
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+SOCKETIO_CLIENT = ROOT / "examples/basic_chat/node_modules/socket.io-client/dist/socket.io.min.js"
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists() or not SOCKETIO_CLIENT.exists():
+        missing("needs Chromium and the example's Node packages (scripts/bootstrap --tests)")
+    return CHROMIUM
+
+
+@pytest.mark.browser
+async def test_a_browser_on_the_example_page_gets_the_fast_path(chromium: Path) -> None:
+    """Chromium's Socket.IO client, as the example page loads it, starts on long-polling and
+    upgrades; served as the example serves itself, its broadcasts are then written directly."""
+    from playwright.async_api import async_playwright
+
+    from examples.basic_chat.app import create_app, create_asgi_app
+
+    app = create_app()
+    count = 50
+    options = {"ws_per_message_deflate": False}  # as `python -m examples.basic_chat` runs
+    async with serve(create_asgi_app(app), **options) as url, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox"], headless=True
+        )
+        try:
+            pages = []
+            for _ in range(2):
+                # The example's policy forbids eval, which Playwright's evaluate relies on.
+                context = await browser.new_context(bypass_csp=True)
+                page = await context.new_page()
+                await page.goto(url + "/")
+                await page.evaluate(JOIN)
+                await page.wait_for_function(UPGRADED, timeout=10_000)
+                pages.append(page)
+            for i in range(count):
+                await pages[0].evaluate(SEND, f"m{i}")
+            await pages[1].wait_for_function(f"window.got.length >= {count}", timeout=10_000)
+            got = await pages[1].evaluate("window.got")
+            (transport,) = app._transports  # while the pages are connected
+        finally:
+            await browser.close()
+    assert got == [f"m{i}" for i in range(count)]
+    assert isinstance(transport, SocketIOTransport)
+    # Both pages receive each message: at least 90% of those deliveries went direct.
+    assert transport.direct_writes >= 0.9 * 2 * count
+
+
+JOIN = """() => new Promise(resolve => {
+    window.got = [];
+    const socket = window.probe = io();  // the client's defaults: long-polling first
+    socket.on("message", m => window.got.push(m.message));
+    socket.on("connect", () => socket.emit("ready", "fast", resolve));
+})"""
+UPGRADED = "window.probe.io.engine.transport.name === 'websocket'"
+SEND = """text => new Promise(resolve =>
+    window.probe.emit("send", {room: "fast", author: "a", message: text}, resolve))"""

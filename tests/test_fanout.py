@@ -174,3 +174,30 @@ async def test_one_copy_per_connection_in_several_rooms(rooms: tuple[str, ...]) 
     await app.room(*rooms).broadcast("e")
     [peers] = [peers for _, peers in wire.sent]
     assert sorted(peers) == ["peer-a", "peer-b"]
+
+
+async def test_broadcasts_to_everyone_keep_up_with_connections() -> None:
+    app, wire = make_app(), Recorder("w")
+
+    @app.route("all_but_me")
+    async def all_but_me(req: Request) -> None:
+        await req.broadcast("said", req.sid)
+
+    @app.on_disconnect
+    async def goodbye(req: Request) -> None:
+        await app.broadcast("gone", req.sid)
+
+    await connect(app, wire, "a", "b")
+    await app.broadcast("e")
+    assert wire.take() == [{"peer-a", "peer-b"}]
+
+    await connect(app, wire, "c")  # after everyone's receivers were kept
+    await app.broadcast("e")
+    await app.handle_event("b", "all_but_me", None, None)
+    assert wire.take() == [{"peer-a", "peer-b", "peer-c"}, {"peer-a", "peer-c"}]
+
+    await app.handle_disconnect("a")  # its hook broadcasts while it is closing
+    assert wire.take() == [{"peer-b", "peer-c"}]
+    await app.broadcast("e")
+    assert wire.take() == [{"peer-b", "peer-c"}]
+    assert app._closing == {}

@@ -34,7 +34,7 @@ ERROR_CODES = {
     "forbidden",
 }
 ROUTES = ["join", "leave", "echo", "bcast", "bcast_others", "crash", "reject", "secret"]
-BROADCASTS = {"bcast": "b", "bcast_others": "o"}
+BROADCASTS = {"bcast": "b", "bcast_others": "o", "all": "a", "all_others": "e"}
 
 
 def nest(depth: int) -> Any:
@@ -115,6 +115,16 @@ def make_app() -> App:
         await req.room(req.data).broadcast("o", "hello")
         await done(req)
 
+    @app.route("all")
+    async def everyone(req: Request) -> None:
+        await app.broadcast("a", "hello")
+        await done(req)
+
+    @app.route("all_others")
+    async def everyone_else(req: Request) -> None:
+        await req.broadcast("e", "hello")
+        await done(req)
+
     @app.route("crash")
     async def crash(req: Request) -> None:
         raise RuntimeError("deliberate")
@@ -160,15 +170,19 @@ async def run(sequence: list[tuple[Any, ...]]) -> None:
                 del slots[slot]
             elif kind == "emit" and client is not None:
                 _, _, event, data, with_ack = step
-                expected = {"b": set[str](), "o": set[str]()}
-                if event in BROADCASTS and isinstance(data, str):
+                expected = {name: set[str]() for name in BROADCASTS.values()}
+                if event in ("all", "all_others"):
+                    members = {c.sid for c in slots.values()}
+                elif event in BROADCASTS and isinstance(data, str):
                     members = set(app.backend.index.members(data))  # type: ignore[attr-defined]
-                    if event == "bcast_others":
+                if event in BROADCASTS and (isinstance(data, str) or event.startswith("all")):
+                    if event.endswith("_others"):
                         members.discard(client.sid)
                     expected[BROADCASTS[event]] = members
                 if with_ack:
                     answer = await client.call(event, data, timeout=5)
                     assert answer == "ok" or answer["error"]["code"] in ERROR_CODES, answer
+                    succeeded = answer == "ok"
                     received = client.drain()
                     outcomes = [m for m in received if m.event in ("ok", "error")]
                     assert outcomes == [], outcomes  # the ack was the one outcome
@@ -178,12 +192,14 @@ async def run(sequence: list[tuple[Any, ...]]) -> None:
                     received = client.drain()
                     outcomes = [m for m in received if m.event in ("ok", "error")]
                     assert len(outcomes) == 1, outcomes
+                    succeeded = outcomes[0].event == "ok"
                     if outcomes[0].event == "error":
                         assert outcomes[0].data["code"] in ERROR_CODES
                         assert outcomes[0].data["event"] == event
                 inboxes = {c.sid: c.drain() for c in slots.values() if c is not client}
                 inboxes[client.sid] = received
                 for name, sids in expected.items():
+                    sids = sids if succeeded else set()  # refused before its handler ran
                     counts = {
                         sid: [m.event for m in got].count(name) for sid, got in inboxes.items()
                     }
@@ -215,7 +231,7 @@ def test_random_sequences_keep_the_invariants(sequence: list[tuple[Any, ...]]) -
     assert unexpected == [], [r.getMessage() for r in unexpected]
 
 
-ROOM_ACTIONS = ["join", "join", "leave", "bcast", "bcast", "bcast_others"]
+ROOM_ACTIONS = ["join", "join", "leave", "bcast", "bcast", "bcast_others", "all", "all_others"]
 
 
 def membership_sequence(seed: int, length: int = 300) -> list[tuple[Any, ...]]:
@@ -261,7 +277,8 @@ async def run_membership(sequence: list[tuple[Any, ...]]) -> None:
                 model[slot].discard(room)
             for other, other_client in slots.items():
                 got = [m.event for m in other_client.drain()]
-                reached = room in model[other] and (kind == "bcast" or other != slot)
+                member = room in model[other] or kind in ("all", "all_others")
+                reached = member and (kind in ("bcast", "all") or other != slot)
                 want = [BROADCASTS[kind]] if kind in BROADCASTS and reached else []
                 assert got == want, (step, kind, room, other, slot)
 

@@ -19,7 +19,7 @@ from ._limits import Limits, Stats, TokenBucket
 from ._message import Outgoing, Target
 from ._request import Ack, Request
 from ._room import Room
-from ._rooms import DEFAULT_MAX_ROOM_NAME, Members, check_room_name
+from ._rooms import DEFAULT_MAX_ROOM_NAME, EVERYONE, Members, check_room_name
 from ._routing import Handler, Router, Routes
 from ._transport import Transport
 from .backends import Backend, MemoryBackend
@@ -113,7 +113,8 @@ class App(Router):
         self._connections: dict[str, Connection] = {}
         self._transports: dict[Transport, int] = {}
         # Rooms with a connection that is closing (its disconnect hooks run, it has not left
-        # them yet): their cached `Fanout` may still hold it, so it is not used.
+        # them yet): their cached `Fanout` may still hold it, so it is not used. `EVERYONE`
+        # counts every closing connection.
         self._closing: dict[str, int] = {}
         self._opened = False
 
@@ -377,7 +378,7 @@ class App(Router):
             self._transports[conn.transport] = count
         else:
             del self._transports[conn.transport]
-        rooms = self.backend.local_rooms(conn.sid)
+        rooms = self.backend.local_rooms(conn.sid) | {EVERYONE}
         for room in rooms:
             self._closing[room] = self._closing.get(room, 0) + 1
         return rooms

@@ -34,6 +34,10 @@ def check_room_name(name: Any, max_length: int = DEFAULT_MAX_ROOM_NAME) -> str:
     return name
 
 
+EVERYONE = ""
+"""The name of the `Members` of every connection: no room can have it (names are not empty)."""
+
+
 class Members(dict[str, None]):
     """The sids in one room (its keys, in the order they joined), and what was derived from
     them since they last changed. Only `RoomIndex` changes it."""

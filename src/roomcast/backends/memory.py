@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Set
 
 from .._message import Outgoing, Target
-from .._rooms import RoomIndex
+from .._rooms import EVERYONE, Members, RoomIndex
 from ._base import Backend, Deliver
 
 _NONE: frozenset[str] = frozenset()
@@ -16,7 +16,9 @@ class MemoryBackend(Backend):
 
     def __init__(self) -> None:
         self._index = RoomIndex()
-        self._connections: set[str] = set()
+        # Every connection, as a `Members` so that the app keeps their receivers resolved
+        # between broadcasts to everyone, as it does for a room's.
+        self._connections = Members(EVERYONE)
 
     @property
     def index(self) -> RoomIndex:
@@ -25,17 +27,25 @@ class MemoryBackend(Backend):
 
     @property
     def connections(self) -> Set[str]:
-        """The connections of this process: a live view, not to be changed by the caller."""
+        """The connections of this process: a live view."""
+        return self._connections.keys()
+
+    @property
+    def everyone(self) -> Members:
+        """The connections of this process, for delivering to: not to be changed."""
         return self._connections
 
     async def open(self, deliver: Deliver) -> None:
         self._deliver = deliver
 
     async def add(self, sid: str) -> None:
-        self._connections.add(sid)
+        if sid not in self._connections:
+            self._connections[sid] = None
+            self._connections.fanout = None
 
     async def remove(self, sid: str) -> frozenset[str]:
-        self._connections.discard(sid)
+        if self._connections.pop(sid, False) is None:
+            self._connections.fanout = None
         return self._index.remove(sid)
 
     async def join(self, sid: str, room: str) -> None:

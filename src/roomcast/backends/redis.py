@@ -334,7 +334,7 @@ class RedisBackend(Backend):
         if sid is not None:
             receivers = (sid,) if sid in connections else ()
         elif rooms is None:
-            receivers = connections
+            receivers = self._local.everyone
         else:
             room = channel[len(self._key("c", "room", "")) :]
             earlier = [r for r in rooms if r < room]

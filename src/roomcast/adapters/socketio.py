@@ -119,7 +119,7 @@ class Encoded(NamedTuple):
     """The Engine.IO packets, for receivers reached through their queue."""
     frame: bytes | None
     """The websocket frame of the one text packet, for receivers written to directly; `None`
-    for binary attachments, or when no connection can be written to directly."""
+    for binary attachments."""
 
 
 class Peer:

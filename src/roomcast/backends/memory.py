@@ -8,8 +8,6 @@ from .._message import Outgoing, Target
 from .._rooms import EVERYONE, Members, RoomIndex
 from ._base import Backend, Deliver
 
-_NONE: frozenset[str] = frozenset()
-
 
 class MemoryBackend(Backend):
     """Rooms for a single process. Every operation completes without waiting."""
@@ -72,7 +70,7 @@ class MemoryBackend(Backend):
             receivers = self._connections
         elif len(target.rooms) == 1:
             (room,) = target.rooms
-            receivers = self._index.room(room) or _NONE
+            receivers = self._index.room(room) or ()
         else:
             receivers = self._index.union(target.rooms)
         if receivers:

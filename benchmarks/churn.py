@@ -5,14 +5,14 @@
 
 At each size N, an `App` (in-memory backend) holds N connections of a do-nothing `Transport`
 (benchmarks-only), each a member of 1 to 3 rooms drawn at random among N rooms (seeded), as a
-transport would make them: `handle_connect`, then the event `join` (a route doing
-`await req.join(name)`) through `handle_event`. Then, at that steady size, each repetition
+transport would make them: `hub.opened`, then the event `join` (a route doing
+`await req.join(name)`) through `hub.received`. Then, at that steady size, each repetition
 times `--ops` operations of each kind in a batch:
 
-- `connect`: `handle_connect` of a new connection;
+- `connect`: `hub.opened` of a new connection;
 - `join`: the event `join` of a new connection into 1 to 3 random rooms (per join);
 - `leave`: the event `leave` (`await req.leave(name)`) of one of its rooms;
-- `disconnect`: `handle_disconnect` of an old connection (with its 1 to 3 rooms), so that
+- `disconnect`: `hub.closed` of an old connection (with its 1 to 3 rooms), so that
   the app keeps N connections.
 
 The best repetition counts (gc stays on: it is part of the cost at scale). Memory per
@@ -70,11 +70,11 @@ async def populate(
     """Connect each planned sid and join its rooms; return the seconds of each phase."""
     start = time.perf_counter()
     for sid, _ in plan:
-        await app.handle_connect(sid, None, transport)
+        await app.hub.opened(sid, None, transport)
     middle = time.perf_counter()
     for sid, rooms in plan:
         for room in rooms:
-            await app.handle_event(sid, "join", room, None)
+            await app.hub.received(sid, "join", room, None)
     return middle - start, time.perf_counter() - middle
 
 
@@ -116,17 +116,17 @@ async def measure(size: int, args: argparse.Namespace) -> dict[str, Any]:
         gc.collect()
         t0 = time.perf_counter()
         for sid, _ in fresh:
-            await app.handle_connect(sid, None, transport)
+            await app.hub.opened(sid, None, transport)
         t1 = time.perf_counter()
         for sid, joined in fresh:
             for room in joined:
-                await app.handle_event(sid, "join", room, None)
+                await app.hub.received(sid, "join", room, None)
         t2 = time.perf_counter()
         for sid, joined in fresh:
-            await app.handle_event(sid, "leave", joined[0], None)
+            await app.hub.received(sid, "leave", joined[0], None)
         t3 = time.perf_counter()
         for sid in old:
-            await app.handle_disconnect(sid)
+            await app.hub.closed(sid)
         t4 = time.perf_counter()
         best["connect"] = min(best["connect"], (t1 - t0) / ops)
         best["join"] = min(best["join"], (t2 - t1) / joins)

@@ -17,7 +17,7 @@ noise hits them alike (gc off while timing, as `timeit` does):
 - `roomcast`: `await app.room("room").broadcast(event, data)` on an `App` whose connections
   belong to a minimal `Transport` (benchmarks-only): each connection's peer is its callback,
   and `send` calls each peer it is given, i.e. roomcast's own cost (room handle, backend,
-  `App.deliver`, encode once) plus the least a transport can do;
+  `Hub.deliver`, encode once) plus the least a transport can do;
 - `TestClient`: the same broadcast to N `roomcast.testing.TestClient`s (the in-memory
   transport: JSON-encoded once, appended to each client's bounded inbox), for rooms
   of at most `--testclient-max` members.
@@ -106,8 +106,8 @@ async def measure(size: int, args: argparse.Namespace) -> dict[str, Any]:
     app_callbacks = [inbox.append for inbox in app_inboxes]
     for i, callback in enumerate(app_callbacks):
         sid = f"sid-{i}"
-        await app.handle_connect(sid, None, transport, peer=callback)
-        await app.handle_event(sid, "join", "room", None)
+        await app.hub.opened(sid, None, transport, peer=callback)
+        await app.hub.received(sid, "join", "room", None)
     assert await app.room("room").count() == size
 
     async def roomcast() -> None:

@@ -151,8 +151,8 @@ async def serve_uvicorn(built: Built, ws: str) -> None:
 
     sock = listening_socket()
     app = built.app
-    started = app is not None and app.backend.requires_start
-    if started:  # the Redis backend: started and stopped by the ASGI lifespan
+    started = app is not None
+    if started:  # the app's backend runs inside the ASGI lifespan
         asgi = socketio.ASGIApp(built.sio, on_startup=app.start, on_shutdown=app.stop)
     else:
         asgi = socketio.ASGIApp(built.sio)
@@ -183,7 +183,7 @@ async def serve_aiohttp(built: Built) -> None:
     app = web.Application()
     built.sio.attach(app)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    started = built.app is not None and built.app.backend.requires_start
+    started = built.app is not None
     if started:
         await built.app.start()
     await runner.setup()

@@ -71,8 +71,7 @@ async def soak(count: int, rooms: int = 10, warmup: int = 1_000) -> SoakResult:
             seconds = time.perf_counter() - started
             gc.collect()
             after = tracemalloc.get_traced_memory()[0]
-        backend = app.backend
-        rooms_left = len(backend.index)  # type: ignore[attr-defined]
+        rooms_left = len(app.hub.index)
         return SoakResult(count, seconds, rooms_left, len(app.connections), before, after)
     finally:
         tracemalloc.stop()

@@ -164,7 +164,7 @@ async def test_every_packet_to_a_client_arrives_in_the_order_it_was_produced() -
     """Emits, broadcasts, acknowledgements and Engine.IO pings to one client, from two
     connections at once, with readers slow enough that transports fill up and the Engine.IO
     writer blocks with packets in hand: each client gets each producer's packets in order."""
-    app = App(limits=Limits(rate=None, max_queued=None))
+    app = App(limits=Limits(rate=None, max_queued=None, max_queued_bytes=None))
 
     @app.route("join")
     async def join(req: Request) -> None:
@@ -243,7 +243,7 @@ async def test_a_broadcast_never_overtakes_a_packet_the_writer_holds() -> None:
     the queue and waits, in uvicorn's `send`, for a paused transport, so the queue is empty
     and the transport's buffer under `MAX_BUFFERED`: the broadcast after it must still queue
     up behind it."""
-    app = App(limits=Limits(rate=None, max_queued=None))
+    app = App(limits=Limits(rate=None, max_queued=None, max_queued_bytes=None))
     sio = socketio.AsyncServer(async_mode="asgi")
     attach(app, sio)
     protocols: dict[str, Any] = {}
@@ -327,7 +327,7 @@ async def test_a_browser_on_the_example_page_gets_the_fast_path(chromium: Path) 
                 await pages[0].evaluate(SEND, f"m{i}")
             await pages[1].wait_for_function(f"window.got.length >= {count}", timeout=10_000)
             got = await pages[1].evaluate("window.got")
-            (transport,) = app._transports  # while the pages are connected
+            (transport,) = {c.transport for c in app.hub.index.connections.values()}
         finally:
             await browser.close()
     assert got == [f"m{i}" for i in range(count)]

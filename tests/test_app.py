@@ -1,7 +1,10 @@
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from roomcast import App, ConnectionClosed, Reject, Request
@@ -203,10 +206,12 @@ async def test_a_client_that_disconnects_mid_handler_leaves_no_trace() -> None:
     @app.route("slow_join")
     async def slow_join(req: Request) -> None:
         started.set()
-        await release.wait()
-        await req.join("late")  # the connection is gone by now
-        await req.emit("never")
-        await req.broadcast("still_fine", req.sid)
+        with anyio.CancelScope(shield=True):  # outlives its connection
+            await release.wait()
+            await req.join("late")  # the connection is gone by now
+            await req.emit("never")
+            await req.broadcast("still_fine", req.sid)
+        await anyio.lowlevel.checkpoint()  # the handler is cancelled here, once unshielded
         finished.set()
 
     async with TestClient(app) as alice, TestClient(app) as bob:
@@ -215,13 +220,38 @@ async def test_a_client_that_disconnects_mid_handler_leaves_no_trace() -> None:
         await alice.disconnect()
         await alice.disconnect()  # idempotent
         release.set()
-        await finished.wait()
+        assert (await bob.receive()).event == "still_fine"
         assert await app.room("late").count() == 0
         assert await app.rooms_of(alice.sid) == frozenset()
         assert app.connections == {bob.sid}
-        assert (await bob.receive()).event == "still_fine"
         with pytest.raises(ConnectionClosed):
             await alice.emit("slow_join")
+    assert not finished.is_set()
+
+
+async def test_a_handler_still_running_is_cancelled_when_its_connection_closes() -> None:
+    app = App()
+    started, cancelled, hook_ran = anyio.Event(), anyio.Event(), anyio.Event()
+
+    @app.route("wait")
+    async def wait(req: Request) -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    @app.on_disconnect
+    async def bye(req: Request) -> None:
+        hook_ran.set()
+
+    with anyio.fail_after(5):
+        async with TestClient(app) as alice:
+            await alice.emit("wait")
+            await started.wait()
+            await alice.disconnect()
+            await cancelled.wait()
+        assert hook_ran.is_set()
 
 
 async def test_server_side_disconnect() -> None:
@@ -256,7 +286,9 @@ async def test_app_as_context_manager_opens_and_closes_the_backend() -> None:
     closed: list[bool] = []
 
     class Tracking(MemoryBackend):
-        async def close(self) -> None:
+        @asynccontextmanager
+        async def run(self) -> AsyncIterator[None]:
+            yield
             closed.append(True)
 
     async with App(backend=Tracking()) as app, TestClient(app) as alice:

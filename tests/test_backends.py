@@ -1,8 +1,8 @@
-from collections.abc import Collection
-
 import pytest
 
-from roomcast.backends import Backend, MemoryBackend, Outgoing, Target
+from roomcast import App
+from roomcast.backends import Backend, MemoryBackend
+from roomcast.testing import TestClient
 
 
 def test_a_backend_missing_methods_fails_at_construction() -> None:
@@ -14,40 +14,24 @@ def test_a_backend_missing_methods_fails_at_construction() -> None:
         Incomplete()  # type: ignore[abstract]
 
 
-async def test_memory_backend_resolves_targets() -> None:
-    delivered: list[tuple[set[str], str]] = []
-
-    async def deliver(
-        sids: Collection[str], message: Outgoing, exclude: str | None = None
-    ) -> None:
-        delivered.append((set(sids) - {exclude}, message.event))
-
+def test_a_backend_serves_one_app() -> None:
     backend = MemoryBackend()
-    await backend.open(deliver)
-    for sid in "abc":
-        await backend.add(sid)
-    await backend.join("a", "r")
-    await backend.join("b", "r")
-    await backend.join("b", "s")
-    await backend.join("ghost", "r")  # not a connection: ignored
+    App(backend=backend)
+    with pytest.raises(ValueError, match="another app"):
+        App(backend=backend)
 
-    async def publish(target: Target) -> set[str]:
-        delivered.clear()
-        await backend.publish(target, Outgoing("e", None))
-        return delivered[0][0] if delivered else set()
 
-    assert await publish(Target()) == {"a", "b", "c"}
-    assert await publish(Target(exclude="a")) == {"b", "c"}
-    assert await publish(Target(rooms=frozenset({"r"}))) == {"a", "b"}
-    assert await publish(Target(rooms=frozenset({"r"}), exclude="b")) == {"a"}
-    assert await publish(Target(rooms=frozenset({"r", "s"}), exclude="a")) == {"b"}
-    assert await publish(Target(rooms=frozenset({"empty"}))) == set()
-    assert await publish(Target(sid="c")) == {"c"}
-    assert await publish(Target(sid="ghost")) == set()
-    assert await backend.members("r") == {"a", "b"}
-    assert await backend.rooms_of("b") == {"r", "s"}
-    assert backend.local_rooms("b") == {"r", "s"}
-    assert await backend.remove("b") == {"r", "s"}
-    assert await backend.members("s") == frozenset()
-    assert repr(backend) == "<MemoryBackend connections=2 rooms=1>"
-    await backend.close()
+def test_an_unbound_backend_says_so() -> None:
+    with pytest.raises(RuntimeError, match="not bound"):
+        MemoryBackend().node  # noqa: B018
+
+
+async def test_the_memory_backend_answers_from_the_core() -> None:
+    app = App()
+    async with TestClient(app) as a:
+        app.hub.index.join(app.hub.index.connections[a.sid], "r")
+        assert await app.backend.members("r") == {a.sid}
+        assert await app.backend.rooms_of(a.sid) == {"r"}
+        assert await app.backend.rooms_of("ghost") == frozenset()
+    assert await app.backend.members("r") == frozenset()
+    assert repr(app.backend) == "<MemoryBackend>"

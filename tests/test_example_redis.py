@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import pytest
+import redis.asyncio as aioredis
 
 from roomcast import App
 from roomcast.backends.redis import RedisBackend
@@ -39,6 +41,30 @@ def log(name: str) -> Path:
     return LOGS / f"basic_chat-{name}-{os.getpid()}.log"
 
 
+@asynccontextmanager
+async def passed_through(url: str, channel: str) -> AsyncIterator[anyio.Event]:
+    """An event set once a message was published on `channel` (subscribed on entering)."""
+    passed = anyio.Event()
+    client = aioredis.Redis.from_url(url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(channel)
+
+    async def wait() -> None:
+        while await pubsub.get_message(ignore_subscribe_messages=True, timeout=1) is None:
+            pass
+        passed.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            yield passed
+            with anyio.fail_after(5):
+                await passed.wait()
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+
+
 async def members(url: str, room: str) -> frozenset[str]:
     """Ask the cluster, as a third process would."""
     async with App(backend=RedisBackend(url)) as observer:
@@ -51,8 +77,12 @@ async def test_two_processes_chat_in_one_room(redis_server: PrivateRedis) -> Non
         run_example(log("b"), "--redis", redis_server.url) as (url_b, _),
     ):
         async with Client(url_a) as alice, Client(url_b) as bob:
-            await alice.emit("ready", "chat")
-            assert (await alice.receive()).event == "announce"
+            # Receivers are resolved when a message reaches each process: alice's announce
+            # must have gone through Redis before bob joins, or bob may get it too.
+            async with passed_through(redis_server.url, "roomcast:c:room:chat") as passed:
+                await alice.emit("ready", "chat")
+                assert (await alice.receive()).event == "announce"
+                await passed.wait()
             await bob.emit("ready", "chat")
             for client in (alice, bob):  # alice hears of bob across the processes
                 msg = await client.receive()

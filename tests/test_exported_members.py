@@ -33,8 +33,8 @@ def test_public_surface() -> None:
     assert roomcast.testing.__all__ == ["BackendConformance", "Message", "TestClient"]
     assert roomcast.backends.__all__ == [
         "Backend",
-        "Deliver",
         "MemoryBackend",
+        "Node",
         "Outgoing",
         "Target",
     ]

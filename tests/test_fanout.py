@@ -1,4 +1,4 @@
-"""Who a broadcast reaches once the app has resolved a room's receivers and kept them.
+"""Who a broadcast reaches once the core has resolved a room's receivers and kept them.
 
 A recording transport shows exactly which peers each `send` was given, so these tests see
 what the app would hand a wire, including to a connection that is closing.
@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from roomcast import App, Request, Transport
-from roomcast.backends import MemoryBackend
 
 
 class Recorder(Transport):
@@ -57,15 +56,13 @@ def make_app() -> App:
 
 async def connect(app: App, transport: Transport, *sids: str, room: str = "r") -> None:
     for sid in sids:
-        await app.handle_connect(sid, None, transport, peer=f"peer-{sid}")
-        await app.handle_event(sid, "join", room, None)
+        await app.hub.opened(sid, None, transport, peer=f"peer-{sid}")
+        await app.hub.received(sid, "join", room, None)
 
 
 def cached(app: App, room: str) -> bool:
-    backend = app.backend
-    assert isinstance(backend, MemoryBackend)
-    members = backend.index.room(room)
-    return members is not None and members.fanout is not None
+    members = app.hub.index._rooms.get(room)
+    return members is not None and members._groups is not None
 
 
 async def test_membership_changes_reach_the_next_broadcast() -> None:
@@ -81,15 +78,15 @@ async def test_membership_changes_reach_the_next_broadcast() -> None:
     await app.room("r").broadcast("e")
     assert wire.take() == [{"peer-a", "peer-b", "peer-c"}] * 2
 
-    await app.handle_event("b", "leave", "r", None)
+    await app.hub.received("b", "leave", "r", None)
     await app.room("r").broadcast("e")
     assert wire.take() == [{"peer-a", "peer-c"}]
 
-    await app.handle_disconnect("a")
+    await app.hub.closed("a")
     await app.room("r").broadcast("e")
     assert wire.take() == [{"peer-c"}]
 
-    await app.handle_disconnect("c")
+    await app.hub.closed("c")
     await app.room("r").broadcast("e")
     assert wire.take() == []
 
@@ -100,11 +97,11 @@ async def test_the_sender_is_left_out_of_a_kept_fanout() -> None:
     await app.room("r").broadcast("e")
     wire.take()
     for sender in "abc":
-        await app.handle_event(sender, "others", "r", None)
+        await app.hub.received(sender, "others", "r", None)
     assert wire.take() == [{"peer-b", "peer-c"}, {"peer-a", "peer-c"}, {"peer-a", "peer-b"}]
     # A sender outside the room leaves everyone in.
     await connect(app, wire, "d", room="elsewhere")
-    await app.handle_event("d", "others", "r", None)
+    await app.hub.received("d", "others", "r", None)
     assert wire.take() == [{"peer-a", "peer-b", "peer-c"}]
     # The kept receivers themselves are untouched by leaving someone out.
     await app.room("r").broadcast("e")
@@ -125,12 +122,12 @@ async def test_a_closing_connection_gets_nothing_while_its_hooks_run() -> None:
     assert cached(app, "r")
     wire.take()
 
-    await app.handle_disconnect("a")
+    await app.hub.closed("a")
     assert seen_in_hook == [frozenset({"r"})]  # still a member while its hooks run...
     assert wire.take() == [{"peer-b", "peer-c"}]  # ...but no longer reached
     await app.room("r").broadcast("e")
     assert wire.take() == [{"peer-b", "peer-c"}]
-    assert app._closing == {}
+    assert app.connections == {"b", "c"}
 
 
 async def test_each_transport_gets_only_its_own_peers() -> None:
@@ -145,21 +142,21 @@ async def test_each_transport_gets_only_its_own_peers() -> None:
     assert right.take() == [{"peer-c", "peer-d"}] * 2
     left.take()
 
-    await app.handle_event("c", "others", "r", None)
+    await app.hub.received("c", "others", "r", None)
     assert left.take() == [{"peer-a", "peer-b"}]
     assert right.take() == [{"peer-d"}]
 
     # A transport with no receiver left in the room is not called at all.
-    await app.handle_event("d", "leave", "r", None)
-    await app.handle_event("c", "others", "r", None)
+    await app.hub.received("d", "leave", "r", None)
+    await app.hub.received("c", "others", "r", None)
     assert left.take() == [{"peer-a", "peer-b"}]
     assert right.take() == []
 
 
 async def test_a_transport_that_names_no_peer_is_sent_sids() -> None:
     app, wire = make_app(), Recorder("w")
-    await app.handle_connect("a", None, wire)
-    await app.handle_event("a", "join", "r", None)
+    await app.hub.opened("a", None, wire)
+    await app.hub.received("a", "join", "r", None)
     await app.room("r").broadcast("e")
     await app.emit("a", "e")
     await app.broadcast("e")
@@ -170,7 +167,7 @@ async def test_a_transport_that_names_no_peer_is_sent_sids() -> None:
 async def test_one_copy_per_connection_in_several_rooms(rooms: tuple[str, ...]) -> None:
     app, wire = make_app(), Recorder("w")
     await connect(app, wire, "a", "b")
-    await app.handle_event("a", "join", "s", None)
+    await app.hub.received("a", "join", "s", None)
     await app.room(*rooms).broadcast("e")
     [peers] = [peers for _, peers in wire.sent]
     assert sorted(peers) == ["peer-a", "peer-b"]
@@ -193,11 +190,11 @@ async def test_broadcasts_to_everyone_keep_up_with_connections() -> None:
 
     await connect(app, wire, "c")  # after everyone's receivers were kept
     await app.broadcast("e")
-    await app.handle_event("b", "all_but_me", None, None)
+    await app.hub.received("b", "all_but_me", None, None)
     assert wire.take() == [{"peer-a", "peer-b", "peer-c"}, {"peer-a", "peer-c"}]
 
-    await app.handle_disconnect("a")  # its hook broadcasts while it is closing
+    await app.hub.closed("a")  # its hook broadcasts while it is closing
     assert wire.take() == [{"peer-b", "peer-c"}]
     await app.broadcast("e")
     assert wire.take() == [{"peer-b", "peer-c"}]
-    assert app._closing == {}
+    assert app.connections == {"b", "c"}

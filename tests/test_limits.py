@@ -1,6 +1,5 @@
 from typing import Any
 
-import anyio
 import pytest
 
 from roomcast import App, JoinRefused, Limits, Request
@@ -81,14 +80,34 @@ async def test_rooms_per_connection() -> None:
 
 
 async def test_rate_limit_refuses_the_excess_then_recovers() -> None:
+    now = [100.0]
     app = make_app(Limits(rate=20, burst=5))
+    app.hub.clock = lambda: now[0]  # what App(clock=...) sets: no wall clock in this test
     async with TestClient(app) as client:
         answers = [await client.call("echo", n) for n in range(8)]
         assert answers[:5] == [0, 1, 2, 3, 4]
         assert all(code(a) == "rate_limited" for a in answers[5:])
         assert app.stats.rate_limited == 3
-        await anyio.sleep(0.2)  # 20 per second: about 4 tokens back
-        assert await client.call("echo", "again") == "again"
+        now[0] += 0.15  # 20 per second: 3 tokens back
+        answers = [await client.call("echo", n) for n in range(4)]
+        assert answers[:3] == [0, 1, 2]
+        assert code(answers[3]) == "rate_limited"
+        assert app.stats.rate_limited == 4
+
+
+async def test_the_rate_limiter_reads_the_clock_it_is_given() -> None:
+    now = [0.0]
+    app = App(limits=Limits(rate=1, burst=1), clock=lambda: now[0])
+
+    @app.route("echo")
+    async def echo(req: Request) -> Any:
+        return req.data
+
+    async with TestClient(app) as client:
+        assert await client.call("echo", 1) == 1
+        assert code(await client.call("echo", 2)) == "rate_limited"
+        now[0] = 1.0
+        assert await client.call("echo", 3) == 3
 
 
 def test_token_bucket() -> None:

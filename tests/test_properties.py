@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from roomcast import App, InvalidPayload, Limits, Request
-from roomcast.backends import MemoryBackend
 from roomcast.testing import TestClient
 
 ERROR_CODES = {
@@ -141,14 +140,11 @@ def make_app() -> App:
 
 
 def check_indexes(app: App, open_sids: set[str]) -> None:
-    backend = app.backend
-    assert isinstance(backend, MemoryBackend)
-    index = backend.index
-    forward = {(room, sid) for room, sids in index._members.items() for sid in sids}
-    backward = {(room, sid) for sid, rooms in index._rooms.items() for room in rooms}
+    index = app.hub.index
+    forward = {(room, sid) for room, members in index._rooms.items() for sid in members.sids}
+    backward = {(room, c.sid) for c in index.connections.values() for room in c.rooms}
     assert forward == backward
-    assert all(index._members.values()), "an empty room remained"
-    assert all(index._rooms.values())
+    assert all(index._rooms.values()), "an empty room remained"
     assert {sid for _, sid in forward} <= open_sids
     assert app.connections == open_sids
 
@@ -174,7 +170,7 @@ async def run(sequence: list[tuple[Any, ...]]) -> None:
                 if event in ("all", "all_others"):
                     members = {c.sid for c in slots.values()}
                 elif event in BROADCASTS and isinstance(data, str):
-                    members = set(app.backend.index.members(data))  # type: ignore[attr-defined]
+                    members = set(app.hub.index.members(data))
                 if event in BROADCASTS and (isinstance(data, str) or event.startswith("all")):
                     if event.endswith("_others"):
                         members.discard(client.sid)
@@ -208,7 +204,7 @@ async def run(sequence: list[tuple[Any, ...]]) -> None:
                 other.drain()
             check_indexes(app, {c.sid for c in slots.values()})
     check_indexes(app, set())
-    assert len(app.backend.index) == 0  # type: ignore[attr-defined]
+    assert len(app.hub.index) == 0
 
 
 @settings(

@@ -1,56 +1,117 @@
 import pytest
 
-from roomcast import InvalidRoomName
-from roomcast._rooms import RoomIndex, check_room_name
+from roomcast import InvalidRoomName, Transport
+from roomcast._connection import Connection, State
+from roomcast._message import Target
+from roomcast._rooms import LocalRooms, check_room_name
 
 
-def mirrored(index: RoomIndex) -> bool:
-    forward = {(room, sid) for room, sids in index._members.items() for sid in sids}
-    backward = {(room, sid) for sid, rooms in index._rooms.items() for room in rooms}
-    no_empty = all(index._members.values()) and all(index._rooms.values())
-    return forward == backward and no_empty
+class Wire(Transport):
+    def encode(self, event: str, data: object) -> object:
+        return event
+
+    async def send(self, peers: object, encoded: object) -> None:
+        pass
+
+    async def close(self, sid: str) -> None:
+        pass
 
 
-def test_join_leave_remove_keep_both_indexes_in_step() -> None:
-    index = RoomIndex()
-    assert index.join("a", "r1")
-    assert not index.join("a", "r1")
-    assert index.join("a", "r2")
-    assert index.join("b", "r1")
+def mirrored(index: LocalRooms) -> bool:
+    """Both directions agree, no room is empty, and every member is reachable."""
+    forward = {(room, sid) for room, members in index._rooms.items() for sid in members.sids}
+    backward = {
+        (room, conn.sid)
+        for conn in index.connections.values()
+        if conn.reachable
+        for room in conn.rooms
+    }
+    return forward == backward and all(index._rooms.values())
+
+
+def opened(index: LocalRooms, *sids: str, transport: Transport | None = None) -> list[Connection]:
+    wire = transport or Wire()
+    conns = [Connection(sid, wire, f"peer-{sid}") for sid in sids]
+    for conn in conns:
+        index.add(conn)
+    return conns
+
+
+def test_join_leave_detach_remove_keep_both_directions_in_step() -> None:
+    index = LocalRooms()
+    a, b = opened(index, "a", "b")
+    assert index.join(a, "r1")
+    assert not index.join(a, "r1")
+    assert index.join(a, "r2")
+    assert index.join(b, "r1")
     assert index.members("r1") == {"a", "b"}
-    assert index.rooms_of("a") == {"r1", "r2"}
+    assert a.rooms == {"r1", "r2"}
     assert mirrored(index)
-    assert index.leave("a", "r2")
-    assert not index.leave("a", "r2")
-    assert not index.leave("nobody", "r1")
-    assert index.rooms() == {"r1"}
+    assert index.leave(a, "r2")
+    assert not index.leave(a, "r2")
+    assert set(index.rooms()) == {"r1"}
     assert mirrored(index)
-    assert index.remove("a") == {"r1"}
-    assert index.remove("a") == frozenset()
-    assert index.members("r1") == {"b"}
-    assert index.remove("b") == {"r1"}
+    a.move(State.CLOSING)
+    assert index.detach(a) == {"r1"}
+    assert a.rooms == {"r1"}  # kept for its disconnect hooks...
+    assert index.members("r1") == {"b"}  # ...but no longer a member
+    assert not index.join(a, "r3")  # a closing connection joins nothing
+    assert mirrored(index)
+    index.remove(a)
+    assert "a" not in index.connections
+    b.move(State.CLOSING)
+    index.remove(b)
     assert len(index) == 0
-    assert index.rooms_of("b") == frozenset()
     assert mirrored(index)
 
 
-def test_union_counts_each_connection_once() -> None:
-    index = RoomIndex()
-    index.join("a", "x")
-    index.join("a", "y")
-    index.join("b", "y")
-    assert index.union(["x", "y", "missing"]) == {"a", "b"}
+def test_a_connection_opens_once() -> None:
+    index = LocalRooms()
+    opened(index, "a")
+    with pytest.raises(ValueError, match="already open"):
+        opened(index, "a")
 
 
-def test_rooms_of_returns_a_copy() -> None:
-    index = RoomIndex()
-    index.join("a", "x")
-    rooms = index.rooms_of("a")
-    index.join("a", "y")
-    assert rooms == {"x"}
+def test_receivers_of_each_kind_of_target() -> None:
+    index = LocalRooms()
+    wire = Wire()
+    a, b, c = opened(index, "a", "b", "c", transport=wire)
+    index.join(a, "r")
+    index.join(b, "r")
+    index.join(b, "s")
+
+    def peers(target: Target, unless_in: tuple[str, ...] = ()) -> set[str]:
+        groups = index.receivers(target, unless_in)
+        assert all(transport is wire for transport, _ in groups)
+        return {peer for _, group in groups for peer in group}
+
+    assert peers(Target()) == {"peer-a", "peer-b", "peer-c"}
+    assert peers(Target(exclude="a")) == {"peer-b", "peer-c"}
+    assert peers(Target(rooms=frozenset({"r"}))) == {"peer-a", "peer-b"}
+    assert peers(Target(rooms=frozenset({"r"}), exclude="b")) == {"peer-a"}
+    assert peers(Target(rooms=frozenset({"r", "s"}), exclude="a")) == {"peer-b"}
+    assert peers(Target(rooms=frozenset({"r"})), unless_in=("s",)) == {"peer-a"}
+    assert peers(Target(rooms=frozenset({"empty"}))) == set()
+    assert peers(Target(sid="c")) == {"peer-c"}
+    assert peers(Target(sid="c", exclude="c")) == set()
+    assert peers(Target(sid="ghost")) == set()
+    c.move(State.CLOSING)
+    index.detach(c)
+    assert peers(Target(sid="c")) == set()
+    assert peers(Target()) == {"peer-a", "peer-b"}
 
 
-@pytest.mark.parametrize("name", ["", None, 1, b"room", ["r"], "x" * 257])
+def test_one_copy_of_a_union_in_join_order() -> None:
+    index = LocalRooms()
+    a, b = opened(index, "a", "b")
+    index.join(a, "x")
+    index.join(a, "y")
+    index.join(b, "y")
+    [(_, peers)] = index.receivers(Target(rooms=frozenset({"x", "y", "missing"})))
+    assert peers == ("peer-a", "peer-b")
+
+
+@pytest.mark.parametrize("name", ["", None, 1, b"room", ["r"], "x" * 257, "\ud800", "a\udfffb"])
 def test_invalid_names(name: object) -> None:
     with pytest.raises(InvalidRoomName) as info:
         check_room_name(name)

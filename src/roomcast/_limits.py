@@ -21,8 +21,9 @@ class Limits:
     - `max_rooms`: rooms one connection may be in at once.
     - `rate`, `burst`: events per second a connection may send on average, and in a burst
       (a token bucket); events over it are refused with `rate_limited`.
-    - `max_queued`: events waiting to be written to one connection; past it, `slow_consumer`
-      applies: `"disconnect"` the connection, or `"drop_oldest"` waiting event.
+    - `max_queued`, `max_queued_bytes`: events, and their bytes as encoded, waiting to be
+      written to one connection; past either, `slow_consumer` applies: `"disconnect"` the
+      connection, or drop the oldest waiting events (`"drop_oldest"`).
     """
 
     max_event_name: int | None = 128
@@ -32,6 +33,7 @@ class Limits:
     rate: float | None = 100.0
     burst: int = 200
     max_queued: int | None = 1_000
+    max_queued_bytes: int | None = 1024 * 1024
     slow_consumer: SlowConsumerPolicy = "disconnect"
 
     def __post_init__(self) -> None:

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ._exceptions import TooManyRooms, UnknownEvent
+from ._connection import Connection
+from ._exceptions import UnknownEvent
+from ._handlers import Endpoint
 from ._message import Outgoing, Target
-from ._room import Room
-
-if TYPE_CHECKING:
-    from ._app import App, Connection
+from ._room import Room, Rooms
 
 Ack = Callable[[Any], Awaitable[None]]
 """Sends the acknowledgement a client asked for, with its payload."""
+
+
+class Host(Rooms, Protocol):
+    """What a request needs from the app's core (`Hub` implements it), so that it does not
+    depend on `App`."""
+
+    @property
+    def app(self) -> Any:
+        """The `App` the core serves."""
+
+    async def join(self, request: Request, conn: Connection, room: Any) -> None:
+        """Put `conn`, the sender of `request`, in `room`, as the guards and limits allow."""
+
+    async def leave(self, conn: Connection, room: str) -> None:
+        """Take `conn` out of `room`."""
+
+    def endpoint(self, event: str) -> Endpoint | None:
+        """The handler of `event`, as the app calls it."""
 
 
 class Request:
@@ -27,17 +44,22 @@ class Request:
     - `await req.room(name).broadcast(event, data)`: every member of `name` but the sender.
     """
 
-    __slots__ = ("_ack", "_conn", "_responded", "app", "data", "event")
+    __slots__ = ("_ack", "_conn", "_host", "_responded", "data", "event")
 
     def __init__(
-        self, app: App, conn: Connection, event: str, data: Any, ack: Ack | None = None
+        self, host: Host, conn: Connection, event: str, data: Any, ack: Ack | None = None
     ) -> None:
-        self.app = app
+        self._host = host
         self.event = event
         self.data = data
         self._conn = conn
         self._ack = ack
         self._responded = False
+
+    @property
+    def app(self) -> Any:
+        """The `App` that received the event."""
+        return self._host.app
 
     @property
     def sid(self) -> str:
@@ -58,7 +80,7 @@ class Request:
     @property
     def rooms(self) -> frozenset[str]:
         """The rooms the sender is in now."""
-        return self.app.backend.local_rooms(self._conn.sid)
+        return frozenset(self._conn.rooms)
 
     @property
     def wants_response(self) -> bool:
@@ -71,25 +93,15 @@ class Request:
         Raises `InvalidRoomName` for a bad name, `JoinRefused` when a room guard refuses, and
         `TooManyRooms` when the sender is in as many rooms as `app.limits.max_rooms` allows.
         """
-        name = self.app.check_room_name(room)
-        if self._conn.closed:
-            return
-        rooms = self.rooms
-        if name not in rooms:
-            max_rooms = self.app.limits.max_rooms
-            if max_rooms is not None and len(rooms) >= max_rooms:
-                raise TooManyRooms(f"A connection may be in at most {max_rooms} rooms.")
-            await self.app.check_join(self, name)
-        await self.app.backend.join(self._conn.sid, name)
+        await self._host.join(self, self._conn, room)
 
     async def leave(self, room: str) -> None:
         """Take the sender out of `room` (no-op if it is not there)."""
-        name = self.app.check_room_name(room)
-        await self.app.backend.leave(self._conn.sid, name)
+        await self._host.leave(self._conn, self._host.check_room_name(room))
 
     async def emit(self, event: str, data: Any = None) -> None:
         """Send `event` to the sender only."""
-        await self.app.deliver((self._conn.sid,), Outgoing(event, data))
+        await self._host.publish(Target(sid=self._conn.sid), Outgoing(event, data))
 
     async def respond(self, data: Any = None) -> None:
         """Acknowledge the event with `data`; only the first response counts."""
@@ -104,18 +116,18 @@ class Request:
 
     async def broadcast(self, event: str, data: Any = None) -> None:
         """Send `event` to every connection except the sender."""
-        await self.app.backend.publish(Target(exclude=self._conn.sid), Outgoing(event, data))
+        await self._host.publish(Target(exclude=self._conn.sid), Outgoing(event, data))
 
     def room(self, *names: str) -> Room:
         """The rooms `names` as seen by the sender: their broadcasts leave the sender out."""
-        return Room(self.app, names, exclude=self._conn.sid)
+        return Room(self._host, names, exclude=self._conn.sid)
 
     async def route(self, event: str) -> Any:
         """Run the handler of `event` with this same request (express.io's forwarding)."""
-        handler = self.app.handler(event)
-        if handler is None:
+        endpoint = self._host.endpoint(event)
+        if endpoint is None:
             raise UnknownEvent(f"No route handles the event {event!r}.")
-        return await self.app.call_handler(handler, self)
+        return await endpoint(self)
 
     async def fail(self, code: str, message: str) -> None:
         """Tell the sender this event failed: in the acknowledgement if it asked for one,

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection
+from typing import Any, Protocol
 
 from ._message import Outgoing, Target
 
-if TYPE_CHECKING:
-    from ._app import App
+
+class Rooms(Protocol):
+    """What a room handle needs from the app's core (`Hub` implements it)."""
+
+    def check_room_name(self, name: Any) -> str:
+        """Return `name` if it is a valid room name here, else raise `InvalidRoomName`."""
+
+    async def publish(self, target: Target, message: Outgoing) -> None:
+        """Send `message` to every connection `target` names, in every process."""
+
+    async def members(self, rooms: Collection[str]) -> frozenset[str]:
+        """The sids in any of `rooms`, across every process."""
 
 
 class Room:
@@ -17,33 +28,26 @@ class Room:
     is left out). A connection in several of the rooms receives one copy of a broadcast.
     """
 
-    __slots__ = ("_app", "_target", "exclude", "names")
+    __slots__ = ("_host", "_target", "exclude", "names")
 
-    def __init__(self, app: App, names: tuple[str, ...], exclude: str | None = None) -> None:
+    def __init__(self, host: Rooms, names: tuple[str, ...], exclude: str | None = None) -> None:
         if not names:
             raise TypeError("room() needs at least one room name.")
-        self._app = app
+        self._host = host
         if len(names) == 1:
-            self.names = frozenset((app.check_room_name(names[0]),))
+            self.names = frozenset((host.check_room_name(names[0]),))
         else:
-            self.names = frozenset([app.check_room_name(name) for name in names])
+            self.names = frozenset([host.check_room_name(name) for name in names])
         self.exclude = exclude
         self._target = Target(rooms=self.names, exclude=exclude)
 
     async def broadcast(self, event: str, data: Any = None) -> None:
         """Send `event` to every member (but `exclude`, when set)."""
-        await self._app.backend.publish(self._target, Outgoing(event, data))
+        await self._host.publish(self._target, Outgoing(event, data))
 
     async def members(self) -> frozenset[str]:
         """The sids of every member, across every process sharing the backend."""
-        backend = self._app.backend
-        if len(self.names) == 1:
-            (name,) = self.names
-            return await backend.members(name)
-        members: set[str] = set()
-        for name in self.names:
-            members |= await backend.members(name)
-        return frozenset(members)
+        return await self._host.members(self.names)
 
     async def count(self) -> int:
         """How many connections are members."""

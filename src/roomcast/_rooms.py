@@ -1,24 +1,32 @@
-"""Room membership as plain data: who is in which room, indexed both ways.
+"""This process's connections and rooms, as plain data: the one index the core delivers from.
 
-Every piece of membership state lives in the two dicts of `RoomIndex`; they always mirror
-each other, and a room exists exactly while it has members. Join, leave and remove cost
-O(rooms of that connection), never a scan of all rooms.
+`LocalRooms` holds every connection of this process and, for each room with members here, a
+`Members`: the room's connections in the order they joined, each with its transport's handle
+on it (its *peer*), as python-socketio's manager keeps each member's delivery handle with its
+membership. The other direction, a connection's rooms, is `Connection.rooms`. Only
+`LocalRooms` changes either, so both always agree, and a room exists exactly while it has
+members here. Join, leave and remove cost O(rooms of that connection).
 
-A room's members are a `Members`: its sids in the order they joined (so that a broadcast
-to a large room visits connections roughly in the order they were made, which is kinder to
-the CPU's caches than hash order), and whatever its deliverer derived from them
-(`Members.fanout`: the app keeps its receivers there, resolved to what each transport sends
-to). The index drops that whenever the members change, so it is never stale.
+A broadcast to a room hands each transport the members' peers as one tuple (`Members.groups`),
+made on the first broadcast after the members last changed and kept until they change again:
+a broadcast to an unchanged room does no per-receiver work here at all. The tuple lives beside
+the members it was made from and is dropped by the same method that changes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Collection, Iterable, Set
 from typing import Any
 
+from ._connection import Connection
 from ._exceptions import InvalidRoomName
+from ._message import Target
+from ._transport import Transport
 
 DEFAULT_MAX_ROOM_NAME = 256
+
+Group = tuple[Transport, tuple[Any, ...]]
+"""Receivers on one transport: the transport, and the peers to `send` to."""
 
 _EMPTY: frozenset[str] = frozenset()
 
@@ -31,107 +39,183 @@ def check_room_name(name: Any, max_length: int = DEFAULT_MAX_ROOM_NAME) -> str:
         raise InvalidRoomName("A room name must not be empty.")
     if len(name) > max_length:
         raise InvalidRoomName(f"A room name must be at most {max_length} characters long.")
+    if not is_utf8(name):
+        raise InvalidRoomName("A room name must be valid Unicode text (no lone surrogates).")
     return name
 
 
-EVERYONE = ""
-"""The name of the `Members` of every connection: no room can have it (names are not empty)."""
+def is_utf8(text: str) -> bool:
+    """Whether `text` can be encoded as UTF-8 (it holds no lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
-class Members(dict[str, None]):
-    """The sids in one room (its keys, in the order they joined), and what was derived from
-    them since they last changed. Only `RoomIndex` changes it."""
+class Members:
+    """The connections in one room (or every connection), in the order they joined, and the
+    peers a broadcast to them hands each transport. Only `LocalRooms` changes it."""
 
-    __slots__ = ("fanout", "name")
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.name = name
-        self.fanout: Any = None
-        """Set by whoever delivers to the room; reset to `None` by the index on every change."""
-
-    def __reduce__(self) -> Any:  # a plain dict when copied or pickled
-        return (dict, (dict(self),))
-
-
-class RoomIndex:
-    """Membership of connections (by sid) in rooms (by name)."""
-
-    __slots__ = ("_members", "_rooms")
+    __slots__ = ("_conns", "_groups", "_positions")
 
     def __init__(self) -> None:
-        self._members: dict[str, Members] = {}  # room -> sids
-        self._rooms: dict[str, set[str]] = {}  # sid -> rooms
+        self._conns: dict[str, Connection] = {}
+        self._groups: list[Group] | None = None
+        self._positions: dict[str, tuple[int, int]] | None = None
 
-    def join(self, sid: str, room: str) -> bool:
-        """Put `sid` in `room`; return whether it was not there already."""
-        rooms = self._rooms.setdefault(sid, set())
-        if room in rooms:
-            return False
-        rooms.add(room)
-        members = self._members.get(room)
-        if members is None:
-            members = self._members[room] = Members(room)
-        members[sid] = None
-        members.fanout = None
-        return True
+    def _add(self, conn: Connection) -> None:
+        self._conns[conn.sid] = conn
+        self._groups = self._positions = None
 
-    def leave(self, sid: str, room: str) -> bool:
-        """Take `sid` out of `room`; return whether it was there."""
-        rooms = self._rooms.get(sid)
-        if rooms is None or room not in rooms:
-            return False
-        rooms.discard(room)
-        if not rooms:
-            del self._rooms[sid]
-        members = self._members[room]
-        del members[sid]
-        members.fanout = None
-        if not members:
-            del self._members[room]
-        return True
+    def _discard(self, sid: str) -> None:
+        if self._conns.pop(sid, None) is not None:
+            self._groups = self._positions = None
 
-    def remove(self, sid: str) -> frozenset[str]:
-        """Take `sid` out of every room; return the rooms it was in."""
-        rooms = self._rooms.pop(sid, None)
-        if not rooms:
-            return _EMPTY
-        for room in rooms:
-            members = self._members[room]
-            del members[sid]
-            members.fanout = None
-            if not members:
-                del self._members[room]
-        return frozenset(rooms)
+    def groups(self, exclude: str | None = None) -> list[Group]:
+        """The members' peers, one tuple per transport, but the connection `exclude`."""
+        groups = self._groups
+        if groups is None:
+            groups = self._groups = group(self._conns.values())
+        if exclude is None or exclude not in self._conns:
+            return groups
+        if self._positions is None:  # made on the first broadcast that leaves someone out
+            self._positions = {}
+            for g, (transport, _) in enumerate(groups):
+                sids = [sid for sid, conn in self._conns.items() if conn.transport is transport]
+                self._positions.update((sid, (g, i)) for i, sid in enumerate(sids))
+        g, i = self._positions[exclude]
+        transport, peers = groups[g]
+        groups = groups.copy()
+        groups[g] = (transport, peers[:i] + peers[i + 1 :])
+        return groups
 
-    def members(self, room: str) -> Set[str]:
-        """The sids in `room`: a live view."""
-        members = self._members.get(room)
-        return _EMPTY if members is None else members.keys()
+    @property
+    def sids(self) -> Set[str]:
+        """The members' sids: a live view."""
+        return self._conns.keys()
 
-    def room(self, room: str) -> Members | None:
-        """The members of `room`, for delivering to them; `None` when it has none. Not to be
-        changed by the caller."""
-        return self._members.get(room)
-
-    def rooms_of(self, sid: str) -> frozenset[str]:
-        """The rooms `sid` is in."""
-        rooms = self._rooms.get(sid)
-        return frozenset(rooms) if rooms else _EMPTY
-
-    def union(self, rooms: Iterable[str]) -> set[str]:
-        """The sids in any of `rooms`, each once."""
-        result: set[str] = set()
-        for room in rooms:
-            members = self._members.get(room)
-            if members:
-                result.update(members)
-        return result
-
-    def rooms(self) -> frozenset[str]:
-        """Every room that has members."""
-        return frozenset(self._members)
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._conns
 
     def __len__(self) -> int:
-        """The number of rooms that have members."""
-        return len(self._members)
+        return len(self._conns)
+
+    def __iter__(self) -> Any:
+        return iter(self._conns.values())
+
+
+def group(conns: Iterable[Connection]) -> list[Group]:
+    """`conns`' peers grouped by transport, in order."""
+    groups: dict[Transport, list[Any]] = {}
+    for conn in conns:
+        peers = groups.get(conn.transport)
+        if peers is None:
+            peers = groups[conn.transport] = []
+        peers.append(conn.peer)
+    return [(transport, tuple(peers)) for transport, peers in groups.items()]
+
+
+class LocalRooms:
+    """Every connection of this process, and who of them is in which room."""
+
+    __slots__ = ("_rooms", "connections", "everyone")
+
+    def __init__(self) -> None:
+        self.connections: dict[str, Connection] = {}
+        """Every connection by sid, from opening until closed."""
+        self.everyone = Members()
+        """The connections that are sent events (not closing)."""
+        self._rooms: dict[str, Members] = {}
+
+    def add(self, conn: Connection) -> None:
+        """Start serving `conn`."""
+        if conn.sid in self.connections:
+            raise ValueError(f"The connection {conn.sid!r} is already open.")
+        self.connections[conn.sid] = conn
+        self.everyone._add(conn)
+
+    def join(self, conn: Connection, room: str) -> bool:
+        """Put `conn` in `room`; return whether it was not there already."""
+        if room in conn.rooms or not conn.reachable:
+            return False
+        conn.rooms.add(room)
+        members = self._rooms.get(room)
+        if members is None:
+            members = self._rooms[room] = Members()
+        members._add(conn)
+        return True
+
+    def leave(self, conn: Connection, room: str) -> bool:
+        """Take `conn` out of `room`; return whether it was there."""
+        if room not in conn.rooms or not conn.reachable:
+            return False
+        conn.rooms.discard(room)
+        self._leave(conn.sid, room)
+        return True
+
+    def detach(self, conn: Connection) -> frozenset[str]:
+        """Stop sending `conn` anything: take it out of every room (its `rooms` stay as they
+        were, for its disconnect hooks); return those rooms."""
+        self.everyone._discard(conn.sid)
+        for room in conn.rooms:
+            self._leave(conn.sid, room)
+        return frozenset(conn.rooms)
+
+    def remove(self, conn: Connection) -> None:
+        """Forget `conn` (detached first)."""
+        self.detach(conn)
+        self.connections.pop(conn.sid, None)
+
+    def _leave(self, sid: str, room: str) -> None:
+        members = self._rooms.get(room)
+        if members is not None:
+            members._discard(sid)
+            if not members:
+                del self._rooms[room]
+
+    def members(self, room: str) -> Set[str]:
+        """The sids in `room` here: a live view."""
+        members = self._rooms.get(room)
+        return _EMPTY if members is None else members.sids
+
+    def rooms(self) -> Collection[str]:
+        """Every room with members here: a live view."""
+        return self._rooms.keys()
+
+    def receivers(self, target: Target, unless_in: Collection[str] = ()) -> list[Group]:
+        """The peers `target` names here, each once, grouped by transport; leaving out the
+        members of the rooms `unless_in`."""
+        exclude = target.exclude
+        if target.sid is not None:
+            conn = self.connections.get(target.sid)
+            if conn is None or not conn.reachable or target.sid == exclude:
+                return []
+            return [(conn.transport, (conn.peer,))]
+        if target.rooms is None:
+            return self.everyone.groups(exclude)
+        if len(target.rooms) == 1 and not unless_in:
+            (room,) = target.rooms
+            members = self._rooms.get(room)
+            return [] if members is None else members.groups(exclude)
+        seen: dict[str, Connection] = {}
+        for room in sorted(target.rooms):
+            members = self._rooms.get(room)
+            if members is not None:
+                for conn in members:
+                    seen.setdefault(conn.sid, conn)
+        for room in unless_in:
+            for sid in self.members(room):
+                seen.pop(sid, None)
+        if exclude is not None:
+            seen.pop(exclude, None)
+        return group(seen.values())
+
+    def __len__(self) -> int:
+        """The number of rooms with members here."""
+        return len(self._rooms)
+
+
+__all__ = ["DEFAULT_MAX_ROOM_NAME", "Group", "LocalRooms", "Members", "check_room_name", "group"]

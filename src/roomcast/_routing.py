@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 from ._exceptions import InvalidRoute, RouteConflict
+from ._handlers import Endpoint, to_async
 
 if TYPE_CHECKING:
     from ._request import Request
@@ -37,6 +38,7 @@ class Router:
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
         self._handlers: dict[str, Handler] = {}
+        self._endpoints: dict[str, Endpoint] = {}
 
     @overload
     def route(self, event: str) -> Callable[[HandlerT], HandlerT]: ...
@@ -68,7 +70,7 @@ class Router:
     def include_router(self, router: Router) -> None:
         """Add every route of `router`, under its prefix."""
         for event, handler in router._handlers.items():
-            self._add(join_event(router.prefix, event), handler)
+            self._add(join_event(router.prefix, event), handler, router._endpoints[event])
 
     def handler(self, event: str) -> Handler | None:
         """The handler registered for the event name `event`, or `None`.
@@ -78,15 +80,19 @@ class Router:
         """
         return self._handlers.get(event)
 
+    def endpoint(self, event: str) -> Endpoint | None:
+        """The handler of `event` as the app calls it (always awaitable), or `None`."""
+        return self._endpoints.get(event)
+
     @property
     def events(self) -> frozenset[str]:
         """Every event name this router handles (before its own prefix is applied)."""
         return frozenset(self._handlers)
 
-    def _add(self, event: str, handler: Handler) -> None:
+    def _add(self, event: str, handler: Handler, endpoint: Endpoint | None = None) -> None:
         if not isinstance(event, str) or not event:
             raise InvalidRoute("An event name must be a non-empty string.")
-        if event in RESERVED_EVENTS:
+        if join_event(self.prefix, event) in RESERVED_EVENTS:
             raise InvalidRoute(
                 f"{event!r} is reserved for the connection's life and errors; hooks for "
                 "connect and disconnect are registered with on_connect and on_disconnect."
@@ -96,3 +102,4 @@ class Router:
         if event in self._handlers:
             raise RouteConflict(f"The event {event!r} already has a handler.")
         self._handlers[event] = handler
+        self._endpoints[event] = endpoint if endpoint is not None else to_async(handler)

@@ -34,7 +34,6 @@ checks each reliance); nothing of theirs is patched:
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -44,6 +43,8 @@ import socketio.exceptions
 import socketio.packet
 
 from .._app import App
+from .._backlog import SHED, Backlog
+from .._connection import REACHABLE, State, move
 from .._exceptions import Reject
 from .._transport import Transport
 from ._direct import DirectWriter, text_frame
@@ -117,21 +118,28 @@ class Encoded(NamedTuple):
 
     packets: list[engineio.packet.Packet]
     """The Engine.IO packets, for receivers reached through their queue."""
+    sizes: list[int]
+    """The size of each packet, for each receiver's backlog."""
     frame: bytes | None
     """The websocket frame of the one text packet, for receivers written to directly; `None`
     for binary attachments."""
 
 
 class Peer:
-    """A connection as this transport reaches it: its Engine.IO socket, its direct writer
-    while it has one, and the environ of its websocket while it is upgrading to one."""
+    """A connection as this transport reaches it: its state, its Engine.IO socket and what
+    waits in its queue (`backlog`), its direct writer while it has one, and the environ of
+    its websocket while it is upgrading to one."""
 
-    __slots__ = ("sid", "socket", "upgrade", "writer")
+    __slots__ = ("backlog", "sid", "socket", "state", "upgrade", "writer")
 
-    def __init__(self, sid: str, socket: Any, writer: DirectWriter | None) -> None:
+    def __init__(
+        self, sid: str, socket: Any, writer: DirectWriter | None, backlog: Backlog
+    ) -> None:
         self.sid = sid
         self.socket = socket
         self.writer = writer
+        self.backlog = backlog
+        self.state = State.CONNECTING
         self.upgrade: dict[str, Any] | None = None
 
 
@@ -156,18 +164,16 @@ class SocketIOTransport(Transport):
         encoded = pkt.encode()
         parts = encoded if isinstance(encoded, list) else [encoded]
         packets = [engineio.packet.Packet(engineio.packet.MESSAGE, part) for part in parts]
+        sizes = [len(part) for part in parts]
         frame = None
         if len(packets) == 1 and not packets[0].binary:
             frame = text_frame(packets[0].encode())
-        return Encoded(packets, frame)
+        return Encoded(packets, sizes, frame)
 
     async def send(self, peers: Iterable[Peer], encoded: Any) -> None:
-        packets, frame = encoded
-        limits = self.app.limits
-        room_left = math.inf if limits.max_queued is None else limits.max_queued - len(packets)
-        drop_oldest = limits.slow_consumer == "drop_oldest"
+        packets, sizes, frame = encoded
         slow: list[Peer] = []
-        direct = 0
+        direct = dropped = 0
         for peer in peers:
             writer = peer.writer
             if writer is None and peer.upgrade is not None:
@@ -176,17 +182,21 @@ class SocketIOTransport(Transport):
                 direct += 1
                 continue
             socket = peer.socket
-            if socket is None or socket.closed:
+            if socket is None or socket.closed or peer.state not in REACHABLE:
                 continue
             queue = socket.queue
-            if queue.qsize() > room_left:
-                if not drop_oldest:
+            backlog = peer.backlog
+            backlog.settle(queue.qsize())  # what Engine.IO's writer took since
+            for pkt, size in zip(packets, sizes, strict=True):
+                drop = backlog.admit(size)
+                if drop == SHED:
                     slow.append(peer)
-                    continue
-                self.app.stats.events_dropped += _drop(queue, len(packets))
-            for pkt in packets:
+                    break
+                if drop:
+                    dropped += _drop(queue, drop)
                 queue.put_nowait(pkt)
         self.direct_writes += direct
+        self.app.stats.events_dropped += dropped
         for peer in slow:
             self._shed(peer)
 
@@ -196,9 +206,11 @@ class SocketIOTransport(Transport):
         connection's transport, its TCP socket is closed at once (else the kernel's unsent
         buffer would keep it open until the client reads or goes)."""
         self.app.stats.slow_consumers_disconnected += 1
+        peer.state = move(peer.state, State.CLOSING)
         peer.upgrade = None
         socket = peer.socket
         _drop(socket.queue, socket.queue.qsize())
+        peer.backlog.clear()
         if peer.writer is not None:
             peer.writer.abort()
             peer.writer = None
@@ -215,7 +227,7 @@ class SocketIOTransport(Transport):
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         socket = self.sio.eio.sockets.get(self.sio.manager.eio_sid_from_sid(sid, self.namespace))
-        peer = Peer(sid, socket, DirectWriter.of(socket, environ))
+        peer = Peer(sid, socket, DirectWriter.of(socket, environ), Backlog(self.app.limits))
         watch = getattr(socket, "__dict__", {}).get(_UPGRADE)
         if peer.writer is None and isinstance(watch, _UpgradeWatch):
             watch.peers.append(peer)  # told when the upgrade starts
@@ -223,16 +235,18 @@ class SocketIOTransport(Transport):
         # Known before the hooks run, so that a disconnection during them forgets it too.
         self._peers[sid] = peer
         try:
-            await self.app.handle_connect(sid, auth, self, environ, peer=peer)
+            await self.app.hub.opened(sid, auth, self, environ, peer=peer)
         except BaseException as exc:
             self._forget(sid)
             if isinstance(exc, Reject):
                 raise socketio.exceptions.ConnectionRefusedError(exc.reason) from exc
             raise
+        if peer.state is State.CONNECTING:
+            peer.state = move(peer.state, State.OPEN)
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._forget(sid)
-        await self.app.handle_disconnect(sid)
+        await self.app.hub.closed(sid)
 
     def _upgraded(self, peer: Peer) -> DirectWriter | None:
         """The direct writer of a connection upgrading to a websocket, once it has."""
@@ -246,7 +260,11 @@ class SocketIOTransport(Transport):
     def _forget(self, sid: str) -> None:
         peer = self._peers.pop(sid, None)
         if peer is not None:
+            if peer.state in REACHABLE:
+                peer.state = move(peer.state, State.CLOSING)
+            peer.state = move(peer.state, State.CLOSED)
             peer.writer = peer.upgrade = None
+            peer.backlog.clear()
 
     async def _on_event(self, eio_sid: str, ack_id: int | None, data: list[Any]) -> None:
         sid = self.sio.manager.sid_from_eio_sid(eio_sid, self.namespace)
@@ -259,7 +277,7 @@ class SocketIOTransport(Transport):
         # (Engine.IO's pings among others) while a handler runs. Tasks start in the order the
         # events came, and the app's per-connection lock keeps that order.
         task = asyncio.get_running_loop().create_task(
-            self.app.handle_event(sid, event, payload, ack)
+            self.app.hub.received(sid, event, payload, ack)
         )
         self._handling.add(task)
         task.add_done_callback(self._handling.discard)

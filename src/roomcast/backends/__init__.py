@@ -1,14 +1,16 @@
-"""Where room state lives: `MemoryBackend` (the default) and the `Backend` seam.
+"""Backends carry broadcasts and membership between processes: `MemoryBackend` (the
+default, one process) and the `Backend` seam.
 
-A backend receives a `Target` (who should receive) and an `Outgoing` event (what), and hands
-the receivers on this process back to the app through `Deliver`. `RedisBackend` lives in
-`roomcast.backends.redis` (extra `roomcast[redis]`).
+The core delivers to this process's connections itself; a backend takes a `Target` (who
+should receive) and an `Outgoing` event (what) to the other processes, and hands what they
+send to this process's core (`Node`). `RedisBackend` lives in `roomcast.backends.redis`
+(extra `roomcast[redis]`).
 """
 
 from .._message import Outgoing as Outgoing
 from .._message import Target as Target
 from ._base import Backend as Backend
-from ._base import Deliver as Deliver
+from ._base import Node as Node
 from .memory import MemoryBackend as MemoryBackend
 
-__all__ = ["Backend", "Deliver", "MemoryBackend", "Outgoing", "Target"]
+__all__ = ["Backend", "MemoryBackend", "Node", "Outgoing", "Target"]

@@ -1,76 +1,95 @@
-"""The seam between the app and where room state lives."""
+"""The seam between this process and the others: what a backend carries, and what it asks.
+
+The core keeps this process's connections and rooms and delivers to them itself. A backend
+only carries between processes: it takes a broadcast to the others (`publish`), hands what
+they broadcast to this process's core (`Node.deliver`), and mirrors joins and leaves so that
+`members` and `rooms_of` answer for every process. Its background work runs inside `run()`,
+the one async context the app enters (`async with app:`, or `app.start()`/`app.stop()`).
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Collection
-from typing import ClassVar, Protocol
+from collections.abc import Collection, Set
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 from .._message import Outgoing, Target
 
 
-class Deliver(Protocol):
-    """How a backend hands a message to the app for connections of this process:
-    `deliver(sids, message, exclude)` sends it to those of `sids` connected here, but `exclude`.
+class Node(Protocol):
+    """This process's core, as its backend sees it."""
 
-    Passing a room's live `Members` (from a `RoomIndex`) rather than a copy lets the app keep
-    what it resolved them to until they change.
-    """
+    async def deliver(
+        self, target: Target, message: Outgoing, *, unless_in: Collection[str] = ()
+    ) -> None:
+        """Send a message from another process to the connections here that `target` names,
+        but the members here of the rooms `unless_in`."""
 
-    def __call__(
-        self, sids: Collection[str], message: Outgoing, exclude: str | None = None, /
-    ) -> Awaitable[None]: ...
+    def local_members(self, room: str) -> Set[str]:
+        """The sids in `room` on this process: a live view."""
+
+    def local_rooms_of(self, sid: str) -> frozenset[str]:
+        """The rooms of `sid`, a connection of this process (empty for any other)."""
+
+    def local_rooms(self) -> Collection[str]:
+        """Every room with members on this process."""
+
+    def local_connections(self) -> Collection[str]:
+        """The sids of this process's open connections."""
 
 
 class Backend(ABC):
-    """Holds connections and room memberships, and resolves broadcasts to receivers.
+    """Carries broadcasts and membership between the processes that share it.
 
-    Subclasses implement every abstract method; one that does not fails when constructed.
-    `members` and `rooms_of` answer for the whole deployment (every process sharing the
-    backend); `local_rooms` answers for a connection of this process, synchronously.
-    The app calls `open` once before the first connection and `close` at shutdown. A backend
-    with `requires_start = True` runs background tasks between the two, so both must come from
-    the same task: the app must be started explicitly (`async with app:`, or `app.start()` and
-    `app.stop()` from one task such as an ASGI lifespan) rather than on first connection.
+    A subclass missing one of the abstract methods fails when constructed. The app that uses
+    a backend binds it to its core (`node`) when constructed; every method below may be called
+    before `run()` is entered, and a backend that cannot serve until then says so by raising.
     """
 
-    requires_start: ClassVar[bool] = False
+    _node: Node | None = None
 
-    async def open(self, deliver: Deliver) -> None:
-        """Start; `deliver(sids, message, exclude)` reaches connections of this process."""
-        self._deliver = deliver
+    def bind(self, node: Node) -> None:
+        """Serve `node` (done by the `App` given this backend; a backend serves one app)."""
+        if self._node is not None and self._node is not node:
+            raise ValueError(f"{type(self).__name__} already serves another app.")
+        self._node = node
 
-    async def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
-        """Stop and release resources; the default has none to release."""
-
-    @abstractmethod
-    async def add(self, sid: str) -> None:
-        """Register a new connection of this process."""
-
-    @abstractmethod
-    async def remove(self, sid: str) -> frozenset[str]:
-        """Forget a connection and take it out of every room; return the rooms it was in."""
+    @property
+    def node(self) -> Node:
+        """This process's core."""
+        if self._node is None:
+            raise RuntimeError(f"{type(self).__name__} is not bound to an app.")
+        return self._node
 
     @abstractmethod
-    async def join(self, sid: str, room: str) -> None:
-        """Put a connection of this process in `room` (no-op if already there)."""
-
-    @abstractmethod
-    async def leave(self, sid: str, room: str) -> None:
-        """Take a connection of this process out of `room` (no-op if not there)."""
-
-    @abstractmethod
-    async def members(self, room: str) -> frozenset[str]:
-        """Every connection in `room`."""
-
-    @abstractmethod
-    async def rooms_of(self, sid: str) -> frozenset[str]:
-        """Every room the connection `sid` is in."""
-
-    @abstractmethod
-    def local_rooms(self, sid: str) -> frozenset[str]:
-        """The rooms of `sid`, a connection of this process."""
+    def run(self) -> AbstractAsyncContextManager[None]:
+        """Connect to the other processes for as long as the context is entered."""
 
     @abstractmethod
     async def publish(self, target: Target, message: Outgoing) -> None:
-        """Deliver `message` to every connection `target` names, each exactly once."""
+        """Carry `message` to the other processes (this one has delivered it already)."""
+
+    @abstractmethod
+    async def add(self, sid: str) -> None:
+        """A connection opened on this process."""
+
+    @abstractmethod
+    async def remove(self, sid: str, rooms: Collection[str]) -> None:
+        """A connection of this process closed; it was in `rooms`."""
+
+    @abstractmethod
+    async def join(self, sid: str, room: str) -> None:
+        """A connection of this process joined `room`."""
+
+    @abstractmethod
+    async def leave(self, sid: str, room: str) -> None:
+        """A connection of this process left `room`."""
+
+    @abstractmethod
+    async def members(self, room: str) -> frozenset[str]:
+        """Every connection in `room`, on every process."""
+
+    @abstractmethod
+    async def rooms_of(self, sid: str) -> frozenset[str]:
+        """Every room of the connection `sid`, wherever it is."""

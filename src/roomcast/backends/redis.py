@@ -8,12 +8,12 @@ async with app:          # or socketio.ASGIApp(sio, on_startup=app.start, on_shu
 
 How it works:
 
-- Each process (a *node*) keeps the membership of its own connections in memory, exactly like
-  `MemoryBackend`, and delivers to them directly: a broadcast reaches local members at once,
-  then goes to the other nodes through Redis pub/sub. A broadcast does not wait for Redis: it
-  joins this node's outbox, which one task sends in order, as many messages per round trip as
-  are waiting (a full outbox makes the next broadcast wait); closing the backend sends what
-  is left first.
+- Each process (a *node*) delivers to its own connections itself (the core does, before the
+  backend sees a broadcast); the backend carries the broadcast to the other nodes through
+  Redis pub/sub, and hands what they publish to this node's core. A broadcast does not wait
+  for Redis: it joins this node's outbox, which one task sends in order, as many messages per
+  round trip as are waiting (a full outbox makes the next broadcast wait); leaving `run()`
+  sends what is left first.
 - Membership is mirrored into Redis sets (`room:<name>` → sids, `rooms:<sid>` → rooms), which
   answer `members`, `count` and `rooms_of` for the whole deployment.
 - There is one pub/sub channel per room; a node subscribes to a room's channel only while it
@@ -23,6 +23,8 @@ How it works:
 - A node keeps an `alive:<node>` key with a time to live and refreshes it; every node reaps,
   atomically, the connections of any node whose key has expired, so a process killed without
   cleanup leaves no member behind after `dead_after` plus one `heartbeat`.
+- Its background tasks (listener, heartbeat, publisher) are supervised: one that fails is
+  logged with its traceback and started again, so no message can stop them.
 - When Redis goes away, local delivery goes on; operations that need Redis raise
   `BackendUnavailable` at once. The node reconnects with backoff, subscribes again, wipes what
   Redis still holds of it and registers its current connections again. Messages published
@@ -37,13 +39,12 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Collection, Iterable
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
 import redis.exceptions
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
@@ -52,8 +53,7 @@ from redis.backoff import NoBackoff
 from .. import _codec
 from .._exceptions import BackendUnavailable
 from .._message import Outgoing, Target
-from ._base import Backend, Deliver
-from .memory import MemoryBackend
+from ._base import Backend
 
 __all__ = ["RedisBackend"]
 
@@ -115,8 +115,6 @@ class RedisBackend(Backend):
     wait for one, within `timeout`), besides its pub/sub connection.
     """
 
-    requires_start: ClassVar[bool] = True
-
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",
@@ -137,13 +135,13 @@ class RedisBackend(Backend):
         self.timeout = timeout
         self.max_backoff = max_backoff
         self.max_connections = max_connections
-        self.node = secrets.token_hex(8)
-        self._own_frames = _frame_prefix(self.node)
-        self._local = MemoryBackend()
+        self.node_id = secrets.token_hex(8)
+        """This process's name among the nodes."""
+        self._own_frames = _frame_prefix(self.node_id)
         self._redis: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
-        self._task_group: TaskGroup | None = None
         self._available = False
+        self._connected = anyio.Event()
         self._outbox: MemoryObjectSendStream[tuple[str, bytes]] | None = None
 
     # -- life ----------------------------------------------------------------------------------
@@ -153,10 +151,8 @@ class RedisBackend(Backend):
         """Whether Redis is reachable now, as far as this node knows."""
         return self._available
 
-    async def open(self, deliver: Deliver) -> None:
-        self._deliver = deliver
-        self._connected = anyio.Event()
-        await self._local.open(deliver)
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
         # A blocking pool: many operations at once (a crowd disconnecting) wait for a free
         # connection, instead of failing as if Redis were down.
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -169,75 +165,81 @@ class RedisBackend(Backend):
             health_check_interval=0,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
-        self._outbox, outbox = anyio.create_memory_object_stream[tuple[str, bytes]](OUTBOX)
-        self._sent_all = anyio.Event()
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        self._task_group.start_soon(self._listen)
-        self._task_group.start_soon(self._beat)
-        self._task_group.start_soon(self._publish_from, outbox)
-        # Start connected when Redis is there; when it is not, run locally and keep trying.
-        with anyio.move_on_after(self.timeout):
-            await self._connected.wait()
-
-    async def close(self) -> None:
-        if self._task_group is not None:
-            assert self._outbox is not None
-            # What this node published goes out before it stops, unless Redis cannot take it.
-            self._outbox.close()
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeout):
-                await self._sent_all.wait()
-            self._task_group.cancel_scope.cancel()
-            await self._task_group.__aexit__(None, None, None)
-            self._task_group = None
-        with anyio.CancelScope(shield=True):
-            if self._available:
+        self._connected = anyio.Event()
+        outbox_in, outbox = anyio.create_memory_object_stream[tuple[str, bytes]](OUTBOX)
+        sent_all = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_supervised, "listener", self._listen)
+                tasks.start_soon(_supervised, "heartbeat", self._beat)
+                tasks.start_soon(self._publish_from, outbox, sent_all)
+                self._outbox = outbox_in
+                # Start connected when Redis is there; when it is not, run locally and keep
+                # trying.
+                with anyio.move_on_after(self.timeout):
+                    await self._connected.wait()
                 try:
-                    with anyio.fail_after(self.timeout):
-                        await self._script(_REAP, self.prefix, self.node)
-                        await self._call("SREM", self._key("nodes"), self.node)
-                        await self._call("DEL", self._key("alive", self.node))
-                except (BackendUnavailable, TimeoutError):
-                    pass  # the survivors reap what is left
-            self._available = False
-            if self._pubsub is not None:
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-                self._pubsub = None
-            if self._redis is not None:
-                await self._redis.aclose(close_connection_pool=True)
-                self._redis = None
+                    yield
+                finally:
+                    # What this node published goes out before it stops, unless Redis cannot
+                    # take it.
+                    self._outbox = None
+                    outbox_in.close()
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeout):
+                        await sent_all.wait()
+                    tasks.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._leave_cluster()
+
+    async def _leave_cluster(self) -> None:
+        if self._available:
+            try:
+                with anyio.fail_after(self.timeout):
+                    await self._script(_REAP, self.prefix, self.node_id)
+                    await self._call("SREM", self._key("nodes"), self.node_id)
+                    await self._call("DEL", self._key("alive", self.node_id))
+            except (BackendUnavailable, TimeoutError):
+                pass  # the survivors reap what is left
+        self._available = False
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+            self._pubsub = None
+        if self._redis is not None:
+            await self._redis.aclose(close_connection_pool=True)
+            self._redis = None
+
+    def _check_running(self) -> None:
+        if self._redis is None:
+            raise RuntimeError(
+                "RedisBackend runs background tasks: start the app first (`async with app:`, "
+                "or app.start() and app.stop() in the ASGI lifespan)."
+            )
 
     # -- membership ----------------------------------------------------------------------------
 
     async def add(self, sid: str) -> None:
-        await self._local.add(sid)
+        self._check_running()
         await self._mirror(
-            ("HSET", self._key("owner"), sid, self.node),
-            ("SADD", self._key("node", self.node), sid),
+            ("HSET", self._key("owner"), sid, self.node_id),
+            ("SADD", self._key("node", self.node_id), sid),
         )
 
-    async def remove(self, sid: str) -> frozenset[str]:
-        rooms = await self._local.remove(sid)
+    async def remove(self, sid: str, rooms: Collection[str]) -> None:
         await self._unsubscribe(rooms)
         if self._available:
             # While Redis is down this node's entries are wiped and written again on return.
             with contextlib.suppress(BackendUnavailable):
-                await self._script(_REMOVE, self.prefix, sid, self.node)
-        return rooms
+                await self._script(_REMOVE, self.prefix, sid, self.node_id)
 
     async def join(self, sid: str, room: str) -> None:
-        if not self._is_local(sid):
-            return
-        first = not self._local.index.members(room)
-        await self._local.join(sid, room)
-        if first:
+        if len(self.node.local_members(room)) == 1:
             await self._subscribe(room)
         await self._mirror(
             ("SADD", self._key("room", room), sid), ("SADD", self._key("rooms", sid), room)
         )
 
     async def leave(self, sid: str, room: str) -> None:
-        await self._local.leave(sid, room)
         await self._unsubscribe((room,))
         await self._mirror(
             ("SREM", self._key("room", room), sid), ("SREM", self._key("rooms", sid), room)
@@ -248,23 +250,15 @@ class RedisBackend(Backend):
         return frozenset(sid.decode() for sid in sids)
 
     async def rooms_of(self, sid: str) -> frozenset[str]:
-        if self._is_local(sid):
-            return self._local.local_rooms(sid)
         rooms = await self._call("SMEMBERS", self._key("rooms", sid))
         return frozenset(room.decode() for room in rooms)
-
-    def local_rooms(self, sid: str) -> frozenset[str]:
-        return self._local.local_rooms(sid)
 
     # -- broadcast -----------------------------------------------------------------------------
 
     async def publish(self, target: Target, message: Outgoing) -> None:
-        await self._local.publish(target, message)
         if target.sid is not None:
-            if self._is_local(target.sid):
-                return
             owner = await self._call("HGET", self._key("owner"), target.sid)
-            if owner is None:
+            if owner is None or owner.decode() == self.node_id:
                 return
             channels = [self._key("c", "node", owner.decode())]
         elif target.rooms is None:
@@ -272,7 +266,7 @@ class RedisBackend(Backend):
         else:
             channels = [self._key("c", "room", room) for room in sorted(target.rooms)]
         frame = _frame(
-            self.node,
+            self.node_id,
             [
                 None if target.rooms is None else sorted(target.rooms),
                 target.sid,
@@ -281,15 +275,18 @@ class RedisBackend(Backend):
                 message.data,
             ],
         )
-        if not self._available or self._outbox is None:
+        outbox = self._outbox
+        if not self._available or outbox is None:
             raise BackendUnavailable(_UNREACHABLE)
         try:
             for channel in channels:
-                await self._outbox.send((channel, frame))
+                await outbox.send((channel, frame))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise BackendUnavailable(_UNREACHABLE) from exc
 
-    async def _publish_from(self, outbox: MemoryObjectReceiveStream[tuple[str, bytes]]) -> None:
+    async def _publish_from(
+        self, outbox: MemoryObjectReceiveStream[tuple[str, bytes]], sent_all: anyio.Event
+    ) -> None:
         """Send this node's publications to Redis in order, each round trip taking as many
         as are waiting; end once the outbox is closed and empty."""
         async with outbox:
@@ -300,8 +297,11 @@ class RedisBackend(Backend):
                         batch.append(outbox.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                await self._publish_batch(batch)
-        self._sent_all.set()
+                try:
+                    await self._publish_batch(batch)
+                except Exception:
+                    logger.exception("Dropped %d messages that Redis refused.", len(batch))
+        sent_all.set()
 
     async def _publish_batch(self, batch: list[tuple[str, bytes]]) -> None:
         if self._available and self._redis is not None:
@@ -328,33 +328,23 @@ class RedisBackend(Backend):
         if frame.startswith(self._own_frames):
             return  # delivered locally when it was published: not even decoded
         rooms, sid, exclude, event, data = _unframe(frame)
-        local = self._local.index
-        connections = self._local.connections
-        receivers: Collection[str]
-        if sid is not None:
-            receivers = (sid,) if sid in connections else ()
-        elif rooms is None:
-            receivers = self._local.everyone
-        else:
-            room = channel[len(self._key("c", "room", "")) :]
-            earlier = [r for r in rooms if r < room]
-            receivers = local.room(room) or ()
-            if earlier:
-                receivers = [
-                    member
-                    for member in receivers
-                    if not any(member in local.members(r) for r in earlier)
-                ]
-        if receivers:
-            await self._deliver(receivers, Outgoing(event, data), exclude)
+        message = Outgoing(event, data)
+        if rooms is None or len(rooms) == 1:
+            target = Target(None if rooms is None else frozenset(rooms), sid, exclude)
+            await self.node.deliver(target, message)
+            return
+        # Published once per room: from each room's channel, this node delivers to that
+        # room's members here that are in no targeted room sorting before it.
+        room = channel[len(self._key("c", "room", "")) :]
+        earlier = [r for r in rooms if r < room]
+        await self.node.deliver(
+            Target(frozenset((room,)), None, exclude), message, unless_in=earlier
+        )
 
     # -- Redis ---------------------------------------------------------------------------------
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
-
-    def _is_local(self, sid: str) -> bool:
-        return sid in self._local.connections
 
     async def _call(self, *args: Any) -> Any:
         if not self._available or self._redis is None:
@@ -397,7 +387,7 @@ class RedisBackend(Backend):
                 self._lost(exc)
 
     async def _unsubscribe(self, rooms: Iterable[str]) -> None:
-        gone = [room for room in rooms if not self._local.index.members(room)]
+        gone = [room for room in rooms if not self.node.local_members(room)]
         if gone and self._pubsub is not None and self._available:
             try:
                 await self._pubsub.unsubscribe(*(self._key("c", "room", r) for r in gone))
@@ -426,28 +416,28 @@ class RedisBackend(Backend):
         assert self._redis is not None
         if self._pubsub is not None:
             with anyio.CancelScope(shield=True):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()
         self._pubsub = pubsub = self._redis.pubsub()
-        local = self._local.index
-        channels = [self._key("c", "all"), self._key("c", "node", self.node)]
-        channels += [self._key("c", "room", room) for room in local.rooms()]
+        node = self.node
+        channels = [self._key("c", "all"), self._key("c", "node", self.node_id)]
+        channels += [self._key("c", "room", room) for room in list(node.local_rooms())]
         with anyio.fail_after(self.timeout):
             await pubsub.subscribe(*channels)
             # What Redis holds of this node is stale: wipe it and write the present.
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(self._key("alive", self.node), 1, px=int(self.dead_after * 1000))
-                pipe.sadd(self._key("nodes"), self.node)
-                pipe.eval(_REAP, 0, self.prefix, self.node)
-                for sid in self._local.connections:
-                    pipe.hset(self._key("owner"), sid, self.node)
-                    pipe.sadd(self._key("node", self.node), sid)
-                    for room in local.rooms_of(sid):
+                pipe.set(self._key("alive", self.node_id), 1, px=int(self.dead_after * 1000))
+                pipe.sadd(self._key("nodes"), self.node_id)
+                pipe.eval(_REAP, 0, self.prefix, self.node_id)
+                for sid in list(node.local_connections()):
+                    pipe.hset(self._key("owner"), sid, self.node_id)
+                    pipe.sadd(self._key("node", self.node_id), sid)
+                    for room in node.local_rooms_of(sid):
                         pipe.sadd(self._key("room", room), sid)
                         pipe.sadd(self._key("rooms", sid), room)
                 await pipe.execute()
         self._available = True
         self._connected.set()
-        logger.info("Connected to Redis as node %s.", self.node)
+        logger.info("Connected to Redis as node %s.", self.node_id)
         return pubsub
 
     async def _beat(self) -> None:
@@ -458,7 +448,7 @@ class RedisBackend(Backend):
                 continue
             try:
                 await self._call(
-                    "SET", self._key("alive", self.node), 1, "PX", int(self.dead_after * 1000)
+                    "SET", self._key("alive", self.node_id), 1, "PX", int(self.dead_after * 1000)
                 )
                 reaped = await self._script(_REAP, self.prefix, "")
                 if reaped:
@@ -468,7 +458,21 @@ class RedisBackend(Backend):
 
     def __repr__(self) -> str:
         state = "available" if self._available else "unavailable"
-        return f"<RedisBackend node={self.node} {state}>"
+        return f"<RedisBackend node={self.node_id} {state}>"
+
+
+async def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run `run` for as long as the task lives: an unexpected error is logged with its
+    traceback, and it starts again after a backoff."""
+    backoff = 0.05
+    while True:
+        try:
+            await run()
+            return
+        except Exception:
+            logger.exception("The Redis backend's %s failed; restarting it.", name)
+        await anyio.sleep(backoff)
+        backoff = min(backoff * 2, 5.0)
 
 
 def _frame_prefix(origin: str) -> bytes:

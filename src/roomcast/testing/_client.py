@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import math
 import secrets
 import weakref
 from collections.abc import Iterable, Mapping
@@ -19,12 +18,16 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .. import _codec
 from .._app import App
+from .._backlog import SHED, Backlog
+from .._connection import REACHABLE, State, move
 from .._exceptions import ConnectionClosed, ConnectionRejected, Reject
 from .._transport import Transport
 
 DEFAULT_MAX_OUTSTANDING = 10_000  # events sent by a client and not yet handled
 
 _Event = tuple[str, Any, Any]  # event, data, ack
+_Wire = tuple[_codec.Encoded, int]  # an event as encoded, and its size in bytes
+_CLOSED: Any = object()  # what a pending call gets when the connection closes first
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,18 +44,14 @@ class MemoryTransport(Transport):
     def __init__(self) -> None:
         self.clients: dict[str, TestClient] = {}
 
-    def encode(self, event: str, data: Any) -> _codec.Encoded:
-        return _codec.encode([event, data])
+    def encode(self, event: str, data: Any) -> _Wire:
+        encoded = _codec.encode([event, data])
+        return encoded, len(encoded[0]) + sum(map(len, encoded[1]))
 
     async def send(self, peers: Iterable[TestClient], encoded: Any) -> None:
+        wire, size = encoded
         for client in peers:
-            # The common case of `_push`, inline: room in the inbox and no reader to wake.
-            received = client._received
-            if client._arrived is None and len(received) < client._max_buffered:
-                if client._accepting:
-                    received.append(encoded)
-            else:
-                client._push(encoded)
+            client._push(wire, size)
 
     async def close(self, sid: str) -> None:
         client = self.clients.get(sid)
@@ -80,10 +79,12 @@ class TestClient:
     ```
 
     Entering connects (raising `ConnectionRejected` when an `on_connect` hook refuses);
-    leaving disconnects. Payloads go through JSON both ways, as on the wire. At most
-    `max_buffered` received events (by default the app's `limits.max_queued`) wait to be
-    read; past that the app's `limits.slow_consumer` policy applies, as on a real transport:
-    the server disconnects the client, or drops the oldest waiting event.
+    leaving disconnects: as on any transport, a handler of its events still running is
+    cancelled, and the events it sent that had not started are dropped. Payloads
+    go through JSON both ways, as on the wire. Received events wait to be read within the
+    app's `limits.max_queued` events (or `max_buffered`) and `limits.max_queued_bytes`;
+    past that the app's `limits.slow_consumer` policy applies, as on a real transport: the
+    server disconnects the client, or drops the oldest waiting events.
     """
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
@@ -104,30 +105,26 @@ class TestClient:
         self.environ = dict(environ or {})
         self.sid = secrets.token_urlsafe(15)
         self._transport = _transport_of(app)
-        limit = max_buffered if max_buffered is not None else app.limits.max_queued
-        self._max_buffered: float = limit if limit is not None else math.inf
         self._ack_ids = itertools.count()
         self._acks: dict[int, tuple[anyio.Event, list[Any]]] = {}
         self._task_group: TaskGroup | None = None
-        self._connected = False
+        self._state = State.CONNECTING
         self._closed_by_server = False
-        self._shed = False
-        # The inbox: what the app sent and the client has not read, oldest first. It takes
-        # events while `_accepting` (from connecting until the connection closes); a reader
-        # waiting for the next one waits on `_arrived`.
+        # The inbox: what the app sent and the client has not read, oldest first, with its
+        # sizes in `_backlog`. It takes events while the state is CONNECTING or OPEN; a
+        # reader waiting for the next one waits on `_arrived`.
         self._received: collections.deque[_codec.Encoded] = collections.deque()
-        self._accepting = False
+        self._backlog = Backlog(app.limits, max_buffered)
         self._arrived: anyio.Event | None = None
 
     @property
     def connected(self) -> bool:
         """Whether the connection is open."""
-        return self._connected
+        return self._state is State.OPEN
 
     async def __aenter__(self) -> TestClient:
         if self._task_group is not None:
             raise RuntimeError("A TestClient connects once; make a new one to reconnect.")
-        self._accepting = True
         self._events, self._events_out = anyio.create_memory_object_stream[_Event](
             DEFAULT_MAX_OUTSTANDING
         )
@@ -136,17 +133,19 @@ class TestClient:
         self._transport.clients[self.sid] = self
         try:
             auth = _codec.decode(_codec.encode(self.auth))
-            await self.app.handle_connect(self.sid, auth, self._transport, self.environ, peer=self)
+            await self.app.hub.opened(self.sid, auth, self._transport, self.environ, peer=self)
         except BaseException as exc:
             self._transport.clients.pop(self.sid, None)
+            self._state = move(move(self._state, State.CLOSING), State.CLOSED)
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)
             self._close_streams()
             if isinstance(exc, Reject):
                 raise ConnectionRejected(exc.reason) from exc
             raise
-        self._connected = True
-        self._task_group.start_soon(self._run_events)
+        if self._state is State.CONNECTING:  # not closed by the server while connecting
+            self._state = move(self._state, State.OPEN)
+            self._task_group.start_soon(self._run_events)
         return self
 
     async def __aexit__(
@@ -158,7 +157,6 @@ class TestClient:
         assert self._task_group is not None
         with anyio.CancelScope(shield=True):
             await self.disconnect()
-        self._task_group.cancel_scope.cancel()
         try:
             # The block's own exception, if any, propagates unwrapped.
             await self._task_group.__aexit__(None, None, None)
@@ -174,7 +172,8 @@ class TestClient:
         """Send `event` and wait for its acknowledgement; return the ack payload as sent.
 
         An error acknowledgement (`{"error": {...}}`) is returned, not raised. Raises
-        `TimeoutError` when no acknowledgement arrives in `timeout` seconds.
+        `TimeoutError` when no acknowledgement arrives in `timeout` seconds, and
+        `ConnectionClosed` as soon as the connection closes without one.
         """
         ack_id = next(self._ack_ids)
         arrived, payload = self._acks[ack_id] = (anyio.Event(), [])
@@ -184,6 +183,8 @@ class TestClient:
                 await arrived.wait()
         finally:
             del self._acks[ack_id]
+        if payload[0] is _CLOSED:
+            raise ConnectionClosed("The connection closed before the acknowledgement came.")
         return payload[0]
 
     async def receive(self, *, timeout: float = 5.0) -> Message:
@@ -195,17 +196,19 @@ class TestClient:
         with anyio.fail_after(timeout):
             await anyio.lowlevel.checkpoint()
             while not self._received:
-                if not self._accepting:
+                if self._state not in REACHABLE:
                     raise ConnectionClosed("The connection is closed.")
                 if self._arrived is None:
                     self._arrived = anyio.Event()
                 await self._arrived.wait()
+        self._backlog.taken()
         event, data = _codec.decode(self._received.popleft())
         return Message(event, data)
 
     def drain(self) -> list[Message]:
         """Every event received and not read yet, without waiting (an empty list if none)."""
         received, self._received = self._received, collections.deque()
+        self._backlog.clear()
         return [Message(*_codec.decode(encoded)) for encoded in received]
 
     async def disconnect(self) -> None:
@@ -213,14 +216,10 @@ class TestClient:
         await self._close(by_server=False)
 
     def _close_streams(self) -> None:
-        self._stop_accepting()
         self._received.clear()  # unread events go with the client
+        self._backlog.clear()
         for stream in (self._events, self._events_out):
             stream.close()
-
-    def _stop_accepting(self) -> None:
-        self._accepting = False
-        self._wake()  # a waiting reader finds the connection closed
 
     def _wake(self) -> None:
         arrived, self._arrived = self._arrived, None
@@ -229,26 +228,27 @@ class TestClient:
 
     # -- the server side -----------------------------------------------------------------------
 
-    def _push(self, encoded: _codec.Encoded) -> None:
-        if not self._accepting:
+    def _push(self, encoded: _codec.Encoded, size: int) -> None:
+        if self._state not in REACHABLE:
             return
-        received = self._received
-        if len(received) >= self._max_buffered:
-            stats = self.app.stats
-            if self.app.limits.slow_consumer == "drop_oldest" and received:
-                received.popleft()
-                stats.events_dropped += 1
-            else:
-                if self._task_group is not None and self._connected and not self._shed:
-                    self._shed = True  # closing: what else comes is dropped
-                    stats.slow_consumers_disconnected += 1
-                    self._task_group.start_soon(self._close, True)
-                return
-        received.append(encoded)
-        self._wake()
+        dropped = self._backlog.admit(size)
+        if dropped == SHED:
+            self.app.stats.slow_consumers_disconnected += 1
+            self._state = move(self._state, State.CLOSING)  # what else comes is dropped
+            self._wake()
+            assert self._task_group is not None
+            self._task_group.start_soon(self._closing, True)
+            return
+        if dropped:
+            self.app.stats.events_dropped += dropped
+            for _ in range(dropped):
+                self._received.popleft()
+        self._received.append(encoded)
+        if self._arrived is not None:
+            self._wake()
 
     async def _send(self, event: str, data: Any, ack_id: int | None) -> None:
-        if not self._connected:
+        if self._state is not State.OPEN:
             raise ConnectionClosed("The connection is closed.")
         # What the app receives went through the wire format, as over a real socket.
         event, data = _codec.decode(_codec.encode([event, data]))
@@ -258,10 +258,10 @@ class TestClient:
         async with self._events_out:
             async for event, data, ack_id in self._events_out:
                 ack = None if ack_id is None else _Ack(self, ack_id)
-                await self.app.handle_event(self.sid, event, data, ack)
+                await self.app.hub.received(self.sid, event, data, ack)
 
     def _acknowledge(self, ack_id: int, encoded: _codec.Encoded) -> None:
-        if not self._connected:
+        if self._state is not State.OPEN:
             return  # as over a socket: a closed connection receives no acknowledgement
         waiter = self._acks.get(ack_id)
         if waiter is not None and not waiter[0].is_set():
@@ -269,17 +269,28 @@ class TestClient:
             waiter[0].set()
 
     async def _close(self, by_server: bool) -> None:
-        if not self._connected:
-            return
-        self._connected = False
+        if self._state is not State.OPEN:
+            return  # closed, or closing already
+        self._state = move(self._state, State.CLOSING)
+        await self._closing(by_server)
+
+    async def _closing(self, by_server: bool) -> None:
+        """Finish closing: tell the app, and wake whoever waits for this connection."""
         self._closed_by_server = by_server
         self._transport.clients.pop(self.sid, None)
-        self._stop_accepting()
+        self._wake()
         self._events.close()
-        await self.app.handle_disconnect(self.sid)
+        for arrived, payload in self._acks.values():
+            if not arrived.is_set():
+                payload.append(_CLOSED)
+                arrived.set()
+        try:
+            await self.app.hub.closed(self.sid)
+        finally:
+            self._state = move(self._state, State.CLOSED)
 
     def __repr__(self) -> str:
-        state = "connected" if self._connected else "closed"
+        state = "new" if self._task_group is None else self._state.value
         return f"<TestClient sid={self.sid!r} {state}>"
 
 

@@ -1,0 +1,88 @@
+"""One connection's life, in one table: its states and the only moves between them.
+
+Both ends use it: the app for each connection it serves (`Connection`), and each transport for
+its own view of a connection (the Socket.IO adapter's peers, `TestClient`). A move the table
+does not allow raises `RuntimeError`: that is a bug in roomcast, never a client's doing.
+
+    CONNECTING ──▶ OPEN ──▶ CLOSING ──▶ CLOSED
+        └────────────────────▲
+
+- `CONNECTING`: the connect hooks run; the connection can already be sent events and join
+  rooms (a hook may greet it).
+- `OPEN`: every hook said yes; events are handled.
+- `CLOSING`: it is going (the client left, the server closed it, or a hook refused it): it
+  receives nothing more, and the disconnect hooks run.
+- `CLOSED`: forgotten.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from ._limits import TokenBucket
+from ._transport import Transport
+
+
+class State(enum.Enum):
+    """Where a connection is in its life."""
+
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+_MOVES: Mapping[State, frozenset[State]] = {
+    State.CONNECTING: frozenset({State.OPEN, State.CLOSING}),
+    State.OPEN: frozenset({State.CLOSING}),
+    State.CLOSING: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+def move(state: State, to: State) -> State:
+    """Return `to` if a connection in `state` may move there, else raise `RuntimeError`."""
+    if to not in _MOVES[state]:
+        raise RuntimeError(f"A connection cannot move from {state.name} to {to.name}.")
+    return to
+
+
+REACHABLE = frozenset({State.CONNECTING, State.OPEN})
+"""The states in which a connection is sent events."""
+
+
+@dataclass(eq=False, slots=True)
+class Connection:
+    """A connection of this process, as the app serves it."""
+
+    sid: str
+    transport: Transport
+    peer: Any
+    """What `transport.send` receives for this connection (its sid unless the transport said)."""
+    environ: Mapping[str, Any] = field(default_factory=dict)
+    session: dict[str, Any] = field(default_factory=dict)
+    rooms: set[str] = field(default_factory=set)
+    """The rooms it is in. Kept as they were once it is closing, for its disconnect hooks."""
+    state: State = State.CONNECTING
+    bucket: TokenBucket | None = None
+    handling: anyio.CancelScope | None = None
+    """The scope of the handler running for it, if any: cancelled when it closes."""
+    # FIFO, and taken without a trip through the event loop when free.
+    lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
+
+    def move(self, to: State) -> None:
+        """Move to the state `to` (see the table in this module's docstring)."""
+        self.state = move(self.state, to)
+
+    @property
+    def reachable(self) -> bool:
+        """Whether events are still sent to it."""
+        return self.state in REACHABLE
+
+
+__all__ = ["REACHABLE", "Connection", "State", "move"]

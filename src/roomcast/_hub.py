@@ -1,0 +1,265 @@
+"""The app's core: this process's connections, the dispatch of their events, and delivery.
+
+Three kinds of caller use it, each through a narrow face:
+
+- transports, as their connections open, send events and close: `opened`, `received`,
+  `closed` (reached as `app.hub`);
+- the backend, with what other processes broadcast: `deliver` and the `local_*` answers (the
+  `Node` protocol of `roomcast.backends`);
+- requests and room handles: `join`, `leave`, `publish`, `members`, `endpoint` (the `Host`
+  protocol of `_request.py`).
+
+A broadcast is delivered here first, from `LocalRooms`, then handed to the backend for the
+other processes; one from another process comes back in through `deliver`, and goes no
+further.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Callable, Collection, Mapping, Set
+from typing import Any
+
+import anyio
+
+from ._connection import Connection, State
+from ._exceptions import (
+    EventError,
+    JoinRefused,
+    RateLimited,
+    Reject,
+    TooLarge,
+    TooManyRooms,
+    UnknownEvent,
+)
+from ._handlers import Endpoint
+from ._limits import Limits, Stats, TokenBucket
+from ._message import Outgoing, Target
+from ._request import Ack, Request
+from ._rooms import LocalRooms, check_room_name
+from ._routing import Router
+from ._transport import Transport
+from .backends import Backend
+
+logger = logging.getLogger("roomcast")
+
+INTERNAL_ERROR_MESSAGE = "Internal server error."
+
+
+class Hub:
+    """What transports call as connections come, send events and go (`app.hub`)."""
+
+    def __init__(
+        self,
+        app: Any,
+        router: Router,
+        backend: Backend,
+        limits: Limits,
+        max_room_name: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.app = app
+        self.router = router
+        self.backend = backend
+        self.limits = limits
+        self.stats = Stats()
+        self.max_room_name = max_room_name
+        self.clock = clock
+        self.index = LocalRooms()
+        self.connect_hooks: list[Endpoint] = []
+        self.disconnect_hooks: list[Endpoint] = []
+        self.guards: list[tuple[str, Endpoint]] = []
+        backend.bind(self)
+
+    # -- what transports call ------------------------------------------------------------------
+
+    async def opened(
+        self,
+        sid: str,
+        auth: Any,
+        transport: Transport,
+        environ: Mapping[str, Any] | None = None,
+        *,
+        peer: Any = None,
+    ) -> None:
+        """Open the connection `sid` and run the connect hooks.
+
+        `environ` is what the transport knows of the connection (for python-socketio, the
+        WSGI-style environ of the HTTP request: headers, query string, remote address).
+        `peer` is what `transport.send` will be given to reach it (by default, `sid`).
+
+        Raises `Reject` when a hook refuses it (a hook that fails otherwise is logged and
+        refuses with a generic reason); the connection is then already forgotten.
+        """
+        conn = Connection(
+            sid, transport, sid if peer is None else peer, environ if environ is not None else {}
+        )
+        if self.limits.rate is not None:
+            conn.bucket = TokenBucket(self.limits.rate, self.limits.burst, self.clock())
+        self.index.add(conn)
+        try:
+            await self.backend.add(sid)
+        except BaseException:  # the backend's own word, such as "start the app first"
+            conn.move(State.CLOSING)
+            self.index.remove(conn)
+            conn.move(State.CLOSED)
+            raise
+        try:
+            request = Request(self, conn, "connect", auth)
+            for hook in self.connect_hooks:
+                await hook(request)
+        except Reject:
+            await self._end(conn, hooks=False)
+            raise
+        except Exception as exc:
+            await self._end(conn, hooks=False)
+            logger.exception("An on_connect hook failed (sid %s)", sid)
+            raise Reject(INTERNAL_ERROR_MESSAGE) from exc
+        except BaseException:
+            await self._end(conn, hooks=False)
+            raise
+        if conn.state is State.CONNECTING:  # not closed while its hooks ran
+            conn.move(State.OPEN)
+
+    async def received(self, sid: str, event: str, data: Any, ack: Ack | None) -> None:
+        """Run the handler of `event` for `sid`; `ack` is `None` when none was asked for.
+
+        Events of one connection run one at a time, in the order this is called.
+        """
+        conn = self.index.connections.get(sid)
+        if conn is None:
+            return
+        # Cheap refusals come first, before the event waits for its turn.
+        try:
+            if conn.bucket is not None and not conn.bucket.take(self.clock()):
+                self.stats.rate_limited += 1
+                raise RateLimited("Too many events: slow down.")
+            self.limits.check_event(event, data)
+        except EventError as exc:
+            if isinstance(exc, TooLarge):
+                self.stats.too_large += 1
+            await Request(self, conn, event, data, ack).fail(exc.code, str(exc))
+            return
+        async with conn.lock:
+            if not conn.reachable:
+                return
+            with anyio.CancelScope() as conn.handling:  # cancelled if the connection closes
+                request = Request(self, conn, event, data, ack)
+                try:
+                    endpoint = self.router.endpoint(event) if isinstance(event, str) else None
+                    if endpoint is None:
+                        raise UnknownEvent(f"No route handles the event {event!r}.")
+                    result = await endpoint(request)
+                    if result is not None:
+                        await request.respond(result)
+                except EventError as exc:
+                    await request.fail(exc.code, str(exc))
+                except Exception:
+                    logger.exception("The handler of %r failed (sid %s)", event, sid)
+                    await request.fail("internal", INTERNAL_ERROR_MESSAGE)
+                # A client that asked for an acknowledgement always gets one.
+                await request.respond(None)
+            conn.handling = None
+
+    async def closed(self, sid: str) -> None:
+        """The connection `sid` closed: run the disconnect hooks, then forget it."""
+        conn = self.index.connections.get(sid)
+        if conn is not None:
+            await self._end(conn, hooks=True)
+
+    async def _end(self, conn: Connection, *, hooks: bool) -> None:
+        """Close `conn`: it receives nothing from now on, the handler still running for it
+        is cancelled (as Phoenix ends a channel's process), its disconnect hooks run to the
+        end (it is still in its rooms for them), then it leaves every room, here and in the
+        backend, whatever happens to the caller."""
+        if not conn.reachable:
+            return  # already closing
+        conn.move(State.CLOSING)
+        rooms = self.index.detach(conn)
+        if conn.handling is not None:
+            conn.handling.cancel()
+        with anyio.CancelScope(shield=True):
+            try:
+                if hooks:
+                    request = Request(self, conn, "disconnect", None)
+                    for hook in self.disconnect_hooks:
+                        try:
+                            await hook(request)
+                        except Exception:
+                            logger.exception("An on_disconnect hook failed (sid %s)", conn.sid)
+            finally:
+                self.index.remove(conn)
+                conn.move(State.CLOSED)
+                try:
+                    await self.backend.remove(conn.sid, rooms)
+                except Exception:
+                    logger.exception("The backend could not forget the connection %s", conn.sid)
+
+    # -- what requests and room handles call ---------------------------------------------------
+
+    def check_room_name(self, name: Any) -> str:
+        """Return `name` if it is a valid room name here, else raise `InvalidRoomName`."""
+        return check_room_name(name, self.max_room_name)
+
+    async def join(self, request: Request, conn: Connection, room: Any) -> None:
+        name = self.check_room_name(room)
+        if not conn.reachable or name in conn.rooms:
+            return
+        max_rooms = self.limits.max_rooms
+        if max_rooms is not None and len(conn.rooms) >= max_rooms:
+            raise TooManyRooms(f"A connection may be in at most {max_rooms} rooms.")
+        for pattern, guard in self.guards:
+            if fnmatch.fnmatchcase(name, pattern) and not await guard(request, name):
+                raise JoinRefused(f"Joining the room {name!r} is not allowed.")
+        if self.index.join(conn, name):
+            await self.backend.join(conn.sid, name)
+
+    async def leave(self, conn: Connection, room: str) -> None:
+        if self.index.leave(conn, room):
+            await self.backend.leave(conn.sid, room)
+
+    async def publish(self, target: Target, message: Outgoing) -> None:
+        """Send `message` to every connection `target` names: here, then in the others."""
+        await self.deliver(target, message)
+        if target.sid is None or target.sid not in self.index.connections:
+            await self.backend.publish(target, message)
+
+    async def members(self, rooms: Collection[str]) -> frozenset[str]:
+        if len(rooms) == 1:
+            (room,) = rooms
+            return await self.backend.members(room)
+        members: set[str] = set()
+        for room in rooms:
+            members |= await self.backend.members(room)
+        return frozenset(members)
+
+    def endpoint(self, event: str) -> Endpoint | None:
+        return self.router.endpoint(event)
+
+    # -- what the backend calls (`roomcast.backends.Node`) -------------------------------------
+
+    async def deliver(
+        self, target: Target, message: Outgoing, *, unless_in: Collection[str] = ()
+    ) -> None:
+        """Send `message` to the connections here that `target` names: encoded once per
+        transport, handed to each transport once, never a task per receiver."""
+        for transport, peers in self.index.receivers(target, unless_in):
+            if peers:
+                await transport.send(peers, message.encoded(transport))
+
+    def local_members(self, room: str) -> Set[str]:
+        return self.index.members(room)
+
+    def local_rooms_of(self, sid: str) -> frozenset[str]:
+        conn = self.index.connections.get(sid)
+        return frozenset() if conn is None else frozenset(conn.rooms)
+
+    def local_rooms(self) -> Collection[str]:
+        return self.index.rooms()
+
+    def local_connections(self) -> Collection[str]:
+        return self.index.connections.keys()
+
+
+__all__ = ["INTERNAL_ERROR_MESSAGE", "Hub"]

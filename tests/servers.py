@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import socketio
 import socketio.exceptions
 import uvicorn
@@ -38,10 +39,11 @@ async def serve(
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+        with anyio.fail_after(10):  # nothing signals the start: poll for it
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

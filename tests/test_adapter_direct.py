@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import socketio
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -268,8 +269,11 @@ async def test_a_broadcast_never_overtakes_a_packet_the_writer_holds() -> None:
                 await asyncio.sleep(0.001)  # let the transport flush into the kernel
         facts["pads"] = k
         await req.respond("ack")  # through the queue
-        await asyncio.sleep(0.05)  # the writer takes it and waits for the transport
         queue = sio.eio.sockets[sio.manager.eio_sid_from_sid(req.sid, "/")].queue
+        # The writer takes it and waits for the paused transport: wait until it holds it.
+        with anyio.move_on_after(5):
+            while not (queue.empty() and not queue._getters):  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
         facts["writer holds the ack"] = queue.empty() and not queue._getters
         facts["buffer under MAX_BUFFERED"] = protocol.transport.get_write_buffer_size() < (
             MAX_BUFFERED

@@ -172,7 +172,7 @@ async def test_events_of_one_client_are_handled_in_order(app: App, url: str) -> 
 
     @app.route("n")
     async def n(req: Request) -> None:
-        await asyncio.sleep(0.002 * (req.data % 3))
+        await asyncio.sleep(0.002 * (req.data % 3))  # handlers that take unequal times
         order.append(req.data)
 
     async with Client(url) as client:

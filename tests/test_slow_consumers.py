@@ -94,7 +94,7 @@ async def flood_and_watch(
     tasks = [asyncio.create_task(read(i, r)) for i, r in enumerate(readers)]
     while not all(t.done() for t in tasks):
         peak = max(peak, largest_queue(sio))
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0.001)  # samples the queues until the readers are done
     for task in tasks:
         task.result()
     return received, peak

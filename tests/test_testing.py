@@ -22,7 +22,7 @@ def make_app() -> App:
 
     @app.route("silent")
     async def silent(req: Request) -> None:
-        await anyio.sleep(10)
+        await anyio.sleep(10)  # a handler that stays busy and never answers
 
     @app.route("flood")
     async def flood(req: Request) -> None:
@@ -107,9 +107,9 @@ async def test_a_waiting_reader_wakes_for_each_event_and_for_the_close() -> None
             async with anyio.create_task_group() as tg:
                 tg.start_soon(read)
                 for n in range(3):
-                    await anyio.sleep(0.01)  # the reader is waiting when each one comes
+                    await anyio.wait_all_tasks_blocked()  # the reader waits when each one comes
                     await app.emit(client.sid, "n", n)
-                await anyio.sleep(0.01)
+                await anyio.wait_all_tasks_blocked()
                 await app.disconnect(client.sid)
         assert received == [0, 1, 2, "closed"]
         assert not client.connected

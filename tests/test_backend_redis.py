@@ -12,9 +12,10 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
-from roomcast import App, BackendUnavailable, Request
+from roomcast import App, BackendRefused, BackendUnavailable, InvalidRoomName, Request
 from roomcast.backends import Backend
 from roomcast.backends.redis import RedisBackend
 from roomcast.testing import BackendConformance, TestClient
@@ -180,7 +181,7 @@ async def main():
     async with app, TestClient(app) as client:
         await client.call("join", "doomed")
         print(client.sid, flush=True)
-        await anyio.sleep(60)
+        await anyio.sleep(60)  # the node stays up until it is killed
 
 anyio.run(main)
 """
@@ -318,3 +319,74 @@ async def test_a_node_sends_what_it_published_before_it_stops(prefix: str) -> No
         with anyio.fail_after(10):
             received = [(await far.receive()).data for _ in range(count)]
         assert received == list(range(count))
+
+
+async def test_a_name_that_is_not_unicode_cuts_no_node_off(
+    nodes: tuple[App, App], prefix: str
+) -> None:
+    """The room `"\\ud800"` once cut a node off its cluster for good; it is refused at the
+    door now, and both nodes go on exchanging messages, leaving no member behind."""
+    one, two = nodes
+    async with TestClient(one) as a, TestClient(two) as b:
+        answer = await a.call("join", ["\ud800"])
+        assert answer["error"]["code"] == "invalid_payload"
+        answer = await a.call("say", {"rooms": ["x\udfff"], "text": "?"})
+        assert answer["error"]["code"] == "invalid_payload"
+        with pytest.raises(InvalidRoomName):
+            await one.room("\ud800").broadcast("e")
+        await b.call("join", ["x"])
+        await a.call("join", ["x"])
+        await a.emit("say", {"rooms": ["x"], "text": "still connected"})
+        assert (await b.receive()).data == "still connected"
+        for app in (one, two):
+            assert isinstance(app.backend, RedisBackend)
+            assert app.backend.healthy
+            assert app.backend.supervisor.restarts == 0
+    async with make_app(REDIS_URL, prefix) as observer:
+        assert await observer.room("x").members() == frozenset()  # no ghost
+
+
+async def test_a_redis_that_refuses_the_backend_says_why_at_start(prefix: str) -> None:
+    import redis.exceptions
+
+    app = App(backend=RedisBackend(REDIS_URL.rsplit("/", 1)[0] + "/99", prefix=prefix))
+    with pytest.raises(BackendRefused, match="DB index is out of range") as info:
+        async with app:
+            pytest.fail("started")
+    assert isinstance(info.value.__cause__, redis.exceptions.ResponseError)
+
+
+async def test_a_server_that_is_not_redis_is_named_at_start(prefix: str) -> None:
+    async def answer_http(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            await stream.send(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, answer_http)
+            app = App(backend=RedisBackend(f"redis://127.0.0.1:{port}/0", prefix=prefix))
+            with pytest.raises(BackendRefused, match="Protocol Error"):
+                async with app:
+                    pytest.fail("started")
+            tg.cancel_scope.cancel()
+
+
+async def test_an_unreachable_redis_is_not_refused_the_node_runs_locally(prefix: str) -> None:
+    from .servers import free_port
+
+    app = make_app(f"redis://127.0.0.1:{free_port()}/0", prefix, timeout=0.2)
+    async with app, TestClient(app) as a, TestClient(app) as b:
+        assert not app.backend.healthy
+        await b.call("join", ["x"])
+        await a.emit("say", {"rooms": ["x"], "text": "local"})
+        assert (await b.receive()).data == "local"
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_on_trio_the_backend_refuses_at_once(prefix: str) -> None:
+    app = App(backend=RedisBackend(REDIS_URL, prefix=prefix))
+    with pytest.raises(RuntimeError, match="asyncio only"):
+        async with app:
+            pytest.fail("started")

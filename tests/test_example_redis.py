@@ -113,6 +113,7 @@ async def test_a_killed_process_leaves_no_members(redis_server: PrivateRedis) ->
             alice = Client(url_a)
             await alice.__aenter__()
             await alice.emit("ready", "chat")
+            await alice.receive()  # her own announce: her join is in Redis by then
             await bob.emit("ready", "chat")
             await bob.receive()
             alice_sid = alice.sid

@@ -7,6 +7,7 @@ def test_public_surface() -> None:
     assert roomcast.__all__ == [
         "Ack",
         "App",
+        "BackendRefused",
         "BackendUnavailable",
         "ConnectionClosed",
         "ConnectionRejected",

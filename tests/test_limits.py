@@ -181,3 +181,23 @@ async def test_a_guard_may_refuse_with_its_own_message() -> None:
     async with TestClient(app) as client:
         answer = await client.call("join", ["vip"])
         assert answer == {"error": {"code": "forbidden", "message": "Members only."}}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["\ud800", {"room": "a\udfffb"}, ["ok", ["\udc00"]], {"\ud83d": 1}],
+    ids=["string", "in-dict", "nested", "key"],
+)
+async def test_text_that_is_not_unicode_is_refused(payload: object) -> None:
+    app = make_app()
+    async with TestClient(app) as client:
+        answer = await client.call("echo", payload)
+        assert code(answer) == "invalid_payload"
+        assert await client.call("echo", "é 🎉") == "é 🎉"  # real Unicode passes
+
+
+async def test_an_event_name_that_is_not_unicode_is_refused() -> None:
+    app = make_app()
+    async with TestClient(app) as client:
+        assert code(await client.call("ec\udc00ho", 1)) == "invalid_payload"
+        assert await client.call("echo", 1) == 1

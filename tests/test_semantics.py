@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 import pytest
 
-from roomcast import App, ConnectionRejected, InvalidPayload, Reject, Request
+from roomcast import App, ConnectionRejected, InvalidPayload, InvalidRoomName, Reject, Request
 
 from .transports import Connect, anyio_backend, connect, setup  # noqa: F401
 
@@ -290,3 +291,41 @@ async def test_payloads_keep_their_shape(connect: Connect) -> None:
         assert await alice.call("echo", payload) == payload
         assert await alice.call("echo", "") == ""
         assert await alice.call("echo", 0) == 0
+
+
+async def test_a_handler_still_running_is_cancelled_when_its_client_leaves(
+    connect: Connect, app: App
+) -> None:
+    started, cancelled, gone = anyio.Event(), anyio.Event(), anyio.Event()
+
+    @app.route("wait")
+    async def wait(req: Request) -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    @app.on_disconnect
+    async def bye(req: Request) -> None:
+        gone.set()
+
+    with anyio.fail_after(10):
+        async with connect() as alice:
+            await alice.emit("wait")
+            await started.wait()
+        await cancelled.wait()
+        await gone.wait()
+    assert app.connections == frozenset()
+
+
+async def test_text_that_is_not_unicode_is_refused_at_the_door(connect: Connect, app: App) -> None:
+    async with connect() as alice:
+        answer = await alice.call("echo", {"text": "a\udc00b"})
+        assert answer["error"]["code"] == "invalid_payload"
+        answer = await alice.call("join", ["ok", "\ud800"])  # the event is refused whole
+        assert answer["error"]["code"] == "invalid_payload"
+        assert await app.rooms_of(alice.sid) == frozenset()
+        assert await alice.call("echo", "é 🎉") == "é 🎉"
+    with pytest.raises(InvalidRoomName):  # and from the server's side, as a room name
+        app.room("\ud800")

@@ -2,6 +2,7 @@
 
 from .__version__ import __version__ as __version__
 from ._app import App as App
+from ._exceptions import BackendRefused as BackendRefused
 from ._exceptions import BackendUnavailable as BackendUnavailable
 from ._exceptions import ConnectionClosed as ConnectionClosed
 from ._exceptions import ConnectionRejected as ConnectionRejected
@@ -28,6 +29,7 @@ from ._transport import Transport as Transport
 __all__ = [
     "Ack",
     "App",
+    "BackendRefused",
     "BackendUnavailable",
     "ConnectionClosed",
     "ConnectionRejected",

@@ -12,13 +12,15 @@ The tree::
     │   ├── TooManyRooms        too_many_rooms
     │   ├── RateLimited         rate_limited
     │   └── BackendUnavailable  unavailable
+    ├── BackendRefused          (a backend's service refuses it at start)
     ├── Reject                  (an on_connect hook refuses a connection)
     ├── ConnectionRejected      (a client was refused; raised on the client side)
     ├── ConnectionClosed        (a client used a connection that is closed)
     ├── InvalidRoute            (a route that cannot be registered)
     └── RouteConflict           (two handlers registered for one event)
 
-`EventError` and its subclasses are a peer's bad input: raised while handling an event, they
+`BackendRefused` is a setup error, raised when the app starts. `EventError` and its
+subclasses are a peer's bad input: raised while handling an event, they
 reach the sender as an error payload and never close the connection. `RouteConflict` is the
 caller's misuse, raised while the app is being set up, and so is `InvalidRoute` (which is also
 a `ValueError`).
@@ -27,6 +29,7 @@ a `ValueError`).
 from __future__ import annotations
 
 __all__ = [
+    "BackendRefused",
     "BackendUnavailable",
     "ConnectionClosed",
     "ConnectionRejected",
@@ -68,7 +71,8 @@ class InvalidPayload(EventError):
 
 
 class InvalidRoomName(EventError, ValueError):
-    """Raised when a room name is not a non-empty string within the length limit."""
+    """Raised when a room name is not a non-empty string of valid Unicode within the length
+    limit."""
 
     code = "invalid_room"
 
@@ -101,6 +105,11 @@ class BackendUnavailable(EventError):
     """Raised when the backend cannot reach the shared room state (e.g. Redis is down)."""
 
     code = "unavailable"
+
+
+class BackendRefused(RoomcastError):
+    """Raised by `app.start()` when the backend's service refuses it for good (a wrong
+    database or credentials, or an address that is not that service); the cause is chained."""
 
 
 class Reject(RoomcastError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._exceptions import TooLarge
+from ._exceptions import InvalidPayload, TooLarge
 
 SlowConsumerPolicy = Literal["disconnect", "drop_oldest"]
 
@@ -43,34 +43,58 @@ class Limits:
             raise ValueError("rate must be positive and burst at least 1.")
 
     def check_event(self, event: Any, data: Any) -> None:
-        """Raise `TooLarge` when `event` or `data` is over these limits."""
-        if (
-            self.max_event_name is not None
-            and isinstance(event, str)
-            and len(event) > self.max_event_name
-        ):
-            raise TooLarge(f"An event name must be at most {self.max_event_name} characters.")
+        """Raise `TooLarge` when `event` or `data` is over these limits, and `InvalidPayload`
+        when either holds text that cannot be encoded as UTF-8 (a lone surrogate)."""
+        if isinstance(event, str):
+            if self.max_event_name is not None and len(event) > self.max_event_name:
+                raise TooLarge(f"An event name must be at most {self.max_event_name} characters.")
+            if not is_utf8(event):
+                raise InvalidPayload(NOT_UTF8)
         if data is None or isinstance(data, bool | int | float):
             return
         check_payload(data, self.max_payload, self.max_depth)
 
 
+NOT_UTF8 = "Text must be valid Unicode (no lone surrogates)."
+
+
+def is_utf8(text: str) -> bool:
+    """Whether `text` can be encoded as UTF-8 (it holds no lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_payload(data: Any, max_size: int | None, max_depth: int | None) -> None:
     """Raise `TooLarge` when `data` is bigger than `max_size` or nests deeper than
-    `max_depth`; stops looking as soon as it knows."""
+    `max_depth`, and `InvalidPayload` when a string in it cannot be encoded as UTF-8; stops
+    looking as soon as it knows."""
     size_left = max_size if max_size is not None else float("inf")
     depth_limit = max_depth if max_depth is not None else float("inf")
     stack: list[tuple[Any, int]] = [(data, 0)]
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, str | bytes | bytearray):
+        if isinstance(value, str):
+            size_left -= len(value) + 2
+            if not is_utf8(value):
+                raise InvalidPayload(NOT_UTF8)
+        elif isinstance(value, bytes | bytearray):
             size_left -= len(value) + 2
         elif isinstance(value, dict):
             if depth >= depth_limit:
                 raise TooLarge(f"A payload may nest at most {max_depth} levels deep.")
             size_left -= 2
             for key, item in value.items():
-                size_left -= (len(key) if isinstance(key, str) else 8) + 4
+                if isinstance(key, str):
+                    size_left -= len(key) + 4
+                    if not is_utf8(key):
+                        raise InvalidPayload(NOT_UTF8)
+                else:
+                    size_left -= 12
                 stack.append((item, depth + 1))
         elif isinstance(value, list | tuple):
             if depth >= depth_limit:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ._connection import Connection
 from ._exceptions import InvalidRoomName
+from ._limits import is_utf8
 from ._message import Target
 from ._transport import Transport
 
@@ -42,17 +43,6 @@ def check_room_name(name: Any, max_length: int = DEFAULT_MAX_ROOM_NAME) -> str:
     if not is_utf8(name):
         raise InvalidRoomName("A room name must be valid Unicode text (no lone surrogates).")
     return name
-
-
-def is_utf8(text: str) -> bool:
-    """Whether `text` can be encoded as UTF-8 (it holds no lone surrogate)."""
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class Members:

@@ -10,8 +10,8 @@ from typing import Any
 class Transport(ABC):
     """Carries events to connections.
 
-    A transport calls `App.handle_connect`, `App.handle_event` and `App.handle_disconnect` as
-    its connections come, send events and go; the app calls these methods back to reach them.
+    A transport calls the app's core, `app.hub` (`opened`, `received`, `closed`), as its
+    connections come, send events and go; the core calls these methods back to reach them.
     """
 
     @abstractmethod
@@ -21,7 +21,7 @@ class Transport(ABC):
     @abstractmethod
     async def send(self, peers: Iterable[Any], encoded: Any) -> None:
         """Hand one encoded event to each of `peers`: what each connection was opened with
-        (`App.handle_connect(..., peer=...)`), or its sid when the transport gave none.
+        (`app.hub.opened(..., peer=...)`), or its sid when the transport gave none.
 
         Must not wait for a slow peer: buffer, or apply the transport's overflow policy.
         A peer that is no longer connected is skipped. `peers` may be shared with later

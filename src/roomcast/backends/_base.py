@@ -62,6 +62,12 @@ class Backend(ABC):
             raise RuntimeError(f"{type(self).__name__} is not bound to an app.")
         return self._node
 
+    @property
+    def healthy(self) -> bool:
+        """Whether the backend works as it should now (carries and answers); `True` for one
+        that has nothing that can fail."""
+        return True
+
     @abstractmethod
     def run(self) -> AbstractAsyncContextManager[None]:
         """Connect to the other processes for as long as the context is entered."""

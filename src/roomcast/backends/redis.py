@@ -23,8 +23,9 @@ How it works:
 - A node keeps an `alive:<node>` key with a time to live and refreshes it; every node reaps,
   atomically, the connections of any node whose key has expired, so a process killed without
   cleanup leaves no member behind after `dead_after` plus one `heartbeat`.
-- Its background tasks (listener, heartbeat, publisher) are supervised: one that fails is
-  logged with its traceback and started again, so no message can stop them.
+- Its listener and heartbeat are supervised: one that fails is logged with its traceback and
+  started again, so no message can stop them (`healthy` says whether all is well); the
+  publisher logs and drops a batch that Redis refuses, and goes on.
 - When Redis goes away, local delivery goes on; operations that need Redis raise
   `BackendUnavailable` at once. The node reconnects with backoff, subscribes again, wipes what
   Redis still holds of it and registers its current connections again. Messages published
@@ -35,12 +36,14 @@ Redis's client is asyncio-based, so this backend runs on asyncio only.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import redis.asyncio as aioredis
@@ -51,8 +54,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from .. import _codec
-from .._exceptions import BackendUnavailable
+from .._exceptions import BackendRefused, BackendUnavailable
 from .._message import Outgoing, Target
+from .._tasks import Supervisor
 from ._base import Backend
 
 __all__ = ["RedisBackend"]
@@ -143,6 +147,8 @@ class RedisBackend(Backend):
         self._available = False
         self._connected = anyio.Event()
         self._outbox: MemoryObjectSendStream[tuple[str, bytes]] | None = None
+        self.supervisor = Supervisor("RedisBackend")
+        """Runs the listener and the heartbeat; `supervisor.restarts` counts their failures."""
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -151,8 +157,20 @@ class RedisBackend(Backend):
         """Whether Redis is reachable now, as far as this node knows."""
         return self._available
 
+    @property
+    def healthy(self) -> bool:
+        """Whether Redis is reachable and every background task runs without failing."""
+        return self._available and self.supervisor.healthy
+
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "RedisBackend runs on asyncio only (redis-py's client is asyncio-based), "
+                "not on trio."
+            ) from None
         # A blocking pool: many operations at once (a crowd disconnecting) wait for a free
         # connection, instead of failing as if Redis were down.
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -166,12 +184,13 @@ class RedisBackend(Backend):
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         self._connected = anyio.Event()
-        outbox_in, outbox = anyio.create_memory_object_stream[tuple[str, bytes]](OUTBOX)
-        sent_all = anyio.Event()
         try:
+            await self._probe()
+            outbox_in, outbox = anyio.create_memory_object_stream[tuple[str, bytes]](OUTBOX)
+            sent_all = anyio.Event()
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_supervised, "listener", self._listen)
-                tasks.start_soon(_supervised, "heartbeat", self._beat)
+                tasks.start_soon(self.supervisor.run, "listener", self._listen)
+                tasks.start_soon(self.supervisor.run, "heartbeat", self._beat)
                 tasks.start_soon(self._publish_from, outbox, sent_all)
                 self._outbox = outbox_in
                 # Start connected when Redis is there; when it is not, run locally and keep
@@ -191,6 +210,29 @@ class RedisBackend(Backend):
         finally:
             with anyio.CancelScope(shield=True):
                 await self._leave_cluster()
+
+    async def _probe(self) -> None:
+        """Raise `BackendRefused` when Redis answers but refuses this backend for good (a
+        database out of range, wrong credentials, or a server that is not Redis); when it
+        does not answer at all, the backend runs locally and keeps trying."""
+        assert self._redis is not None
+        try:
+            with anyio.fail_after(self.timeout):
+                await self._redis.ping()
+        except (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
+            raise BackendRefused(
+                f"Redis at {self._where()} refused the credentials: {exc}"
+            ) from exc
+        except (*_REDIS_ERRORS, TimeoutError) as exc:
+            logger.warning(
+                "Redis at %s does not answer (%s); delivering locally only.", self._where(), exc
+            )
+        except redis.exceptions.RedisError as exc:
+            raise BackendRefused(f"Redis at {self._where()} refused this backend: {exc}") from exc
+
+    def _where(self) -> str:
+        """The Redis URL, without its password."""
+        return str(_hide_password(self.url))
 
     async def _leave_cluster(self) -> None:
         if self._available:
@@ -461,18 +503,12 @@ class RedisBackend(Backend):
         return f"<RedisBackend node={self.node_id} {state}>"
 
 
-async def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Run `run` for as long as the task lives: an unexpected error is logged with its
-    traceback, and it starts again after a backoff."""
-    backoff = 0.05
-    while True:
-        try:
-            await run()
-            return
-        except Exception:
-            logger.exception("The Redis backend's %s failed; restarting it.", name)
-        await anyio.sleep(backoff)
-        backoff = min(backoff * 2, 5.0)
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _frame_prefix(origin: str) -> bytes:

@@ -37,6 +37,11 @@ A server is `roomcast`, `python-socketio` or `node`; the Python ones take a fron
 `aiohttp` (python-engineio's aiohttp mode), e.g. `--servers roomcast,roomcast@aiohttp`.
 Needs `node` and `npm ci --prefix benchmarks`.
 
+A roomcast server may name the source tree it runs from after `=`, to compare two versions
+in one run: `--servers roomcast,roomcast=../old/src,python-socketio` runs the second with
+`PYTHONPATH=../old/src` (a checkout's `src/`; the benchmark's own server script is this
+tree's, and uses only roomcast's public API).
+
 Several processes over Redis: `roomcast-redis2` (generally `roomcast-redisN`, also with a
 front: `roomcast-redis2@aiohttp`) runs N roomcast server processes, each an
 `App(backend=RedisBackend(--redis-url, prefix=P), limits=Limits(rate=None))` started and
@@ -105,6 +110,7 @@ REDIS_KIND = re.compile(r"roomcast-redis([1-9][0-9]*)")
 
 def parse_server(spec: str) -> list[str]:
     """The command that starts (one process of) the server `spec` (see the module docstring)."""
+    spec, _, _ = spec.partition("=")
     kind, _, front = spec.partition("@")
     if kind == "node" and not front:
         return ["node", str(HERE / "fanout_server.js")]
@@ -125,6 +131,14 @@ def parse_server(spec: str) -> list[str]:
         "--front",
         front or "uvicorn",
     ]
+
+
+def source_env(spec: str) -> dict[str, str] | None:
+    """The environment of a server that runs roomcast from another source tree (`=DIR`)."""
+    _, equals, source = spec.partition("=")
+    if not equals:
+        return None
+    return {**os.environ, "PYTHONPATH": str(Path(source).resolve())}
 
 
 def redis_processes(spec: str) -> int:
@@ -221,7 +235,12 @@ def run_one(spec: str, clients: int, args: argparse.Namespace, stalled: int = 0)
             for err in server_errs:
                 servers.append(
                     subprocess.Popen(
-                        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True
+                        command,
+                        cwd=ROOT,
+                        stdout=subprocess.PIPE,
+                        stderr=err,
+                        text=True,
+                        env=source_env(spec),
                     )
                 )
             server_lines = [Lines(server.stdout) for server in servers]  # type: ignore[arg-type]

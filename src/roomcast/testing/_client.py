@@ -51,7 +51,15 @@ class MemoryTransport(Transport):
     async def send(self, peers: Iterable[TestClient], encoded: Any) -> None:
         wire, size = encoded
         for client in peers:
-            client._push(wire, size)
+            if client._state not in REACHABLE:
+                continue
+            verdict = client._backlog.admit(size)
+            if verdict:
+                client._overflow(verdict, wire)
+                continue
+            client._received.append(wire)
+            if client._arrived is not None:
+                client._wake()
 
     async def close(self, sid: str) -> None:
         client = self.clients.get(sid)
@@ -228,24 +236,21 @@ class TestClient:
 
     # -- the server side -----------------------------------------------------------------------
 
-    def _push(self, encoded: _codec.Encoded, size: int) -> None:
-        if self._state not in REACHABLE:
-            return
-        dropped = self._backlog.admit(size)
-        if dropped == SHED:
+    def _overflow(self, verdict: int, encoded: _codec.Encoded) -> None:
+        """Apply the backlog's verdict on an event that did not fit: shed this client, or
+        drop the oldest events waiting (`verdict` of them) and keep `encoded`."""
+        if verdict == SHED:
             self.app.stats.slow_consumers_disconnected += 1
             self._state = move(self._state, State.CLOSING)  # what else comes is dropped
             self._wake()
             assert self._task_group is not None
             self._task_group.start_soon(self._closing, True)
             return
-        if dropped:
-            self.app.stats.events_dropped += dropped
-            for _ in range(dropped):
-                self._received.popleft()
+        self.app.stats.events_dropped += verdict
+        for _ in range(verdict):
+            self._received.popleft()
         self._received.append(encoded)
-        if self._arrived is not None:
-            self._wake()
+        self._wake()
 
     async def _send(self, event: str, data: Any, ack_id: int | None) -> None:
         if self._state is not State.OPEN:
@@ -290,7 +295,7 @@ class TestClient:
             self._state = move(self._state, State.CLOSED)
 
     def __repr__(self) -> str:
-        state = "new" if self._task_group is None else self._state.value
+        state = "new" if self._task_group is None else self._state.name.lower()
         return f"<TestClient sid={self.sid!r} {state}>"
 
 

@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib
 import inspect
+import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+import engineio
 import engineio.async_server
 import engineio.async_socket
+import engineio.base_socket
 import engineio.packet
 import pytest
 import socketio
+import uvicorn.config
 import websockets.protocol
 import websockets.server
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
 from roomcast import App, Request
+from roomcast.adapters import _internals
 from roomcast.adapters._direct import text_frame
 from roomcast.adapters.socketio import SocketIOTransport, attach
+from roomcast.testing import Message
 
-from .servers import Client, serve
+from .servers import ROOT, Client, serve
 
 
 @pytest.fixture
@@ -47,58 +57,318 @@ async def url(sio: socketio.AsyncServer) -> AsyncIterator[str]:
         yield base
 
 
-def test_the_internals_relied_on_are_there() -> None:
-    """The adapter leans on these python-socketio and python-engineio internals (and, for
-    the fast path, on uvicorn's and websockets'); a release that changes one must fail here
-    before it fails users."""
+# -- canaries ------------------------------------------------------------------------------------
+#
+# The adapter reaches the internals of python-socketio, python-engineio, uvicorn, websockets and
+# asyncio through `roomcast.adapters._internals` only. Each of its functions has a canary here,
+# `test_canary_<function>`, which fails when what the function relies on disappears or changes
+# shape, so that a new release fails here before it fails users.
+
+VERSION_CHECK = {
+    "FAST_PATH",
+    "REQUIRED",
+    "TESTED",
+    "UVICORN_SANSIO",  # checked by the canary of `uvicorn_websocket`
+    "check_versions",
+    "installed_version",
+    "tested_range",
+}
+
+
+def test_each_internal_relied_on_has_a_canary() -> None:
+    canaries = {name.removeprefix("test_canary_") for name in globals() if "canary_" in name}
+    assert canaries == set(_internals.__all__) - VERSION_CHECK
+
+
+def engineio_server() -> Any:
+    return engineio.AsyncServer(async_mode="asgi")
+
+
+async def test_canary_replace_event_handler(app: App, sio: socketio.AsyncServer, url: str) -> None:
     params = list(inspect.signature(socketio.AsyncServer._handle_event).parameters)
     assert params == ["self", "eio_sid", "namespace", "id", "data"]
+    seen: list[tuple[int | None, list[Any]]] = []
+    three = asyncio.Event()
+
+    async def handle(eio_sid: str, ack_id: int | None, data: list[Any]) -> None:
+        seen.append((ack_id, data))
+        if len(seen) == 3:
+            three.set()
+
+    sio.on("connect", lambda sid, environ: None, namespace="/probe")
+    _internals.replace_event_handler(sio, "/probe", handle)
+
+    @app.route("ping")
+    async def ping(req: Request) -> str:
+        return "pong"
+
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(url, namespaces=["/", "/probe"], transports=["websocket"])
+    try:
+        # python-socketio looks `_handle_event` up on the server for each event it decodes,
+        # text or binary, with the id of the acknowledgement asked for, if any...
+        await client.emit("text", 1, namespace="/probe", callback=lambda *args: None)
+        await client.emit("no ack", namespace="/probe")
+        await client.emit("bin", b"\x01", namespace="/probe", callback=lambda *args: None)
+        await asyncio.wait_for(three.wait(), 5)
+        # ...and the events of other namespaces go on to what it replaced.
+        assert await client.call("ping", timeout=5) == "pong"
+    finally:
+        await client.disconnect()
+    assert [data for _, data in seen] == [["text", 1], ["no ack"], ["bin", b"\x01"]]
+    assert [ack_id is None for ack_id, _ in seen] == [False, True, False]
+
+
+async def test_canary_send_ack(monkeypatch: pytest.MonkeyPatch) -> None:
     assert inspect.iscoroutinefunction(socketio.AsyncServer._send_packet)
-    assert list(inspect.signature(socketio.AsyncServer._send_packet).parameters) == [
-        "self",
-        "eio_sid",
-        "pkt",
-    ]
+    params = list(inspect.signature(socketio.AsyncServer._send_packet).parameters)
+    assert params == ["self", "eio_sid", "pkt"]
     server = socketio.AsyncServer(async_mode="asgi")
     assert server.packet_class is socketio.packet.Packet
-    assert callable(server.manager.eio_sid_from_sid)
-    assert callable(server.manager.sid_from_eio_sid)
-    # Engine.IO: each socket's outgoing queue, and closing a socket without waiting on it.
-    assert isinstance(server.eio.sockets, dict)
-    eio_socket = engineio.async_socket.AsyncSocket(server.eio, "sid")
-    assert isinstance(eio_socket.queue, asyncio.Queue)
-    assert eio_socket.closed is False
+    sent: list[tuple[str, Any]] = []
+
+    async def send(eio_sid: str, data: Any) -> None:
+        sent.append((eio_sid, data))
+
+    monkeypatch.setattr(server.eio, "send", send)
+    await _internals.send_ack(server, "e1", "/rooms", 7, ["done"])
+    await _internals.send_ack(server, "e1", "/", 8, [])
+    assert sent == [("e1", '3/rooms,7["done"]'), ("e1", "38[]")]
+
+
+def test_canary_event_packets() -> None:
+    server = socketio.AsyncServer(async_mode="asgi")
+    assert server.packet_class is socketio.packet.Packet
+    packets, sizes, text = _internals.event_packets(server, "/", ["hello", {"a": 1}])
+    assert [(pkt.packet_type, pkt.binary) for pkt in packets] == [(engineio.packet.MESSAGE, False)]
+    assert text == packets[0].encode() == '42["hello",{"a":1}]'
+    assert sizes == [len('2["hello",{"a":1}]')]
+    # Binary attachments: the text packet with placeholders, then each attachment.
+    packets, sizes, text = _internals.event_packets(server, "/rooms", ["file", b"\x00\xff"])
+    assert text is None
+    assert [(pkt.packet_type, pkt.binary) for pkt in packets] == [
+        (engineio.packet.MESSAGE, False),
+        (engineio.packet.MESSAGE, True),
+    ]
+    assert packets[0].encode() == '451-/rooms,["file",{"_placeholder":true,"num":0}]'
+    assert packets[1].encode() == b"\x00\xff"
+    assert sizes == [len(packets[0].data), 2]
+
+
+async def test_canary_engineio_socket(app: App, sio: socketio.AsyncServer, url: str) -> None:
+    found: dict[str, Any] = {}
+
+    @app.route("probe")
+    async def probe(req: Request) -> None:
+        # python-socketio keeps a connection's session in its Engine.IO socket's.
+        await sio.save_session(req.sid, {"mark": req.sid})
+        socket = _internals.engineio_socket(sio, req.sid, "/")
+        found["type"] = type(socket)
+        found["session"] = socket.session["/"]
+        found["unknown"] = _internals.engineio_socket(sio, "no such sid", "/")
+
+    async with Client(url) as client:
+        assert await client.call("probe") is None
+        sid = client.sid
+    assert found == {
+        "type": engineio.async_socket.AsyncSocket,
+        "session": {"mark": sid},
+        "unknown": None,
+    }
+
+
+async def test_canary_session_id(app: App, sio: socketio.AsyncServer, url: str) -> None:
+    found: dict[str, Any] = {}
+
+    @app.route("probe")
+    async def probe(req: Request) -> None:
+        eio_sid = _internals.engineio_socket(sio, req.sid, "/").sid
+        found["here"] = _internals.session_id(sio, eio_sid, "/") == req.sid
+        found["elsewhere"] = _internals.session_id(sio, eio_sid, "/other")
+        found["unknown"] = _internals.session_id(sio, "no such sid", "/")
+
+    async with Client(url) as client:
+        assert await client.call("probe") is None
+    assert found == {"here": True, "elsewhere": None, "unknown": None}
+
+
+async def test_canary_replace_engineio_connect(
+    app: App, sio: socketio.AsyncServer, url: str
+) -> None:
+    fresh = socketio.AsyncServer(async_mode="asgi")
+    assert fresh.eio.handlers["connect"] == fresh._handle_eio_connect
+    # python-engineio keeps a new socket in `sockets` before it runs the connect handler.
+    connect = inspect.getsource(engineio.async_server.AsyncServer._handle_connect)
+    assert connect.index("self.sockets[sid] = s") < connect.index("_trigger_event('connect'")
+    seen: list[Any] = []
+    found: list[Any] = []
+    _internals.replace_engineio_connect(sio, seen.append)
+
+    @app.route("probe")
+    async def probe(req: Request) -> None:
+        found.append(_internals.engineio_socket(sio, req.sid, "/"))
+
+    async with Client(url) as client:  # python-socketio's handler ran too: it connected
+        assert await client.call("probe") is None
+    assert seen == found
+    assert isinstance(seen[0], engineio.async_socket.AsyncSocket)
+
+
+async def test_canary_engineio_queue(app: App, sio: socketio.AsyncServer, url: str) -> None:
+    # Made with the socket, never replaced.
+    init = inspect.getsource(engineio.base_socket.BaseSocket.__init__)
+    assert "self.queue = self.server.create_queue()" in init
+    found: dict[str, Any] = {}
+
+    @app.route("probe")
+    async def probe(req: Request) -> None:
+        queue = _internals.engineio_queue(_internals.engineio_socket(sio, req.sid, "/"))
+        found["type"] = type(queue)
+        # What is put on it goes to the client.
+        queue.put_nowait(engineio.packet.Packet(engineio.packet.MESSAGE, '2["pushed",1]'))
+
+    async with Client(url) as client:
+        assert await client.call("probe") is None
+        assert await client.receive() == Message("pushed", 1)
+    assert found == {"type": asyncio.Queue}
+
+
+async def test_canary_queue_length() -> None:
+    assert isinstance(asyncio.Queue[Any]()._queue, collections.deque)  # type: ignore[attr-defined]
+    socket = engineio.async_socket.AsyncSocket(engineio_server(), "sid")
+    length = _internals.queue_length(socket)
+    assert length() == 0
+    await socket.send(engineio.packet.Packet(engineio.packet.NOOP))
+    assert length() == socket.queue.qsize() == 1
+    await socket.close(wait=False, abort=True)
+    assert length() is None
+
+    class OtherQueue:
+        def qsize(self) -> int:
+            return 3
+
+    other = engineio.async_socket.AsyncSocket(engineio_server(), "other")
+    other.queue = OtherQueue()
+    assert _internals.queue_length(other)() == 3  # asked its qsize()
+
+
+async def test_canary_engineio_idle(app: App, sio: socketio.AsyncServer, url: str) -> None:
+    socket = engineio.async_socket.AsyncSocket(engineio_server(), "sid")
+    idle = _internals.engineio_idle(socket)
+    assert idle is not None
+    assert idle() is False  # no writer waits on the queue
+    # python-engineio's writer takes packets off the queue with `poll()`.
+    writer = asyncio.ensure_future(socket.poll())
+    await anyio.wait_all_tasks_blocked()
+    assert idle() is True
+    socket.closing = True
+    assert idle() is False
+    socket.closing = False
+    pkt = engineio.packet.Packet(engineio.packet.NOOP)
+    socket.queue.put_nowait(pkt)
+    assert idle() is False  # the writer is woken, and holds the packet
+    assert await writer == [pkt]
+    # On a live websocket connection, the same.
+    found: dict[str, Any] = {}
+
+    @app.route("probe")
+    async def probe(req: Request) -> None:
+        live = _internals.engineio_socket(sio, req.sid, "/")
+        check = _internals.engineio_idle(live)
+        assert check is not None
+        found["idle writer"] = check()
+        live.queue.put_nowait(engineio.packet.Packet(engineio.packet.NOOP))
+        found["woken writer"] = check()
+
+    async with Client(url) as client:
+        assert await client.call("probe") is None
+    assert found == {"idle writer": True, "woken writer": False}
+
+
+async def test_canary_drop_queued() -> None:
+    # python-engineio ends a socket's writer with `None` on its queue: `poll()` keeps it there
+    # and returns what came before it, then nothing.
+    socket = engineio.async_socket.AsyncSocket(engineio_server(), "sid")
+    queue = socket.queue
+    a, b, c = (engineio.packet.Packet(engineio.packet.MESSAGE, data) for data in "abc")
+    for item in (a, b, None, c):
+        queue.put_nowait(item)
+    assert _internals.drop_queued(queue, 1) == 1
+    assert _internals.drop_queued(queue, 5) == 1  # up to the marker, which stays
+    assert await socket.poll() == [c]
+    assert await socket.poll() == []
+
+
+async def test_canary_close_socket() -> None:
     close = inspect.signature(engineio.async_socket.AsyncSocket.close).parameters
     assert {"wait", "abort", "reason"} <= set(close)
-    # The fast path (_direct.py): a socket's transport and closing flags, the queue's waiters,
-    # and what websockets' sans-I/O protocol says of a connection.
-    assert eio_socket.upgraded is False
-    assert eio_socket.closing is False
+    server = engineio_server()
+    reasons: list[tuple[str, str]] = []
+    server.on("disconnect", lambda sid, reason: reasons.append((sid, reason)))
+    socket = engineio.async_socket.AsyncSocket(server, "sid")
+    assert socket.closed is False
+    await _internals.close_socket(socket, "slow consumer")
+    assert reasons == [("sid", "slow consumer")]
+    assert socket.closed is True
+    assert [pkt.packet_type for pkt in await socket.poll()] == [engineio.packet.CLOSE]
+
+
+async def test_canary_is_upgraded(app: App, sio: socketio.AsyncServer, url: str) -> None:
+    fresh = engineio.async_socket.AsyncSocket(engineio_server(), "sid")
+    assert _internals.is_upgraded(fresh) is False  # and long-polling sockets stay so
+    found: list[bool] = []
+
+    @app.route("probe")
+    async def probe(req: Request) -> None:
+        found.append(_internals.is_upgraded(_internals.engineio_socket(sio, req.sid, "/")))
+
+    async with Client(url) as client:
+        assert await client.call("probe") is None
+    assert found == [True]
+
+
+async def test_canary_watch_upgrade() -> None:
     # A long-polling socket upgrades through `_upgrade_websocket(environ)`, looked up on the
-    # socket by name for each websocket request, so wrapping it on the socket takes effect.
+    # socket by name for each request to upgrade, so that an instance attribute stands for it.
     upgrade = engineio.async_socket.AsyncSocket._upgrade_websocket
     assert inspect.iscoroutinefunction(upgrade)
     assert list(inspect.signature(upgrade).parameters) == ["self", "environ"]
-    assert "getattr(self, '_upgrade_' + transport)(environ)" in inspect.getsource(
-        engineio.async_socket.AsyncSocket.handle_get_request
+    socket = engineio.async_socket.AsyncSocket(engineio_server(), "sid")
+    seen: list[dict[str, Any]] = []
+    _internals.watch_upgrade(socket, seen.append)
+    _internals.watch_upgrade(socket, seen.append)  # once is enough
+    socket.upgraded = True  # so that the class's method, called next, refuses at once
+    environ = {"HTTP_CONNECTION": "Upgrade", "HTTP_UPGRADE": "websocket"}
+    with pytest.raises(OSError, match="upgraded already"):
+        await socket.handle_get_request(environ)
+    assert seen == [environ]
+    # A socket already on a websocket is left alone.
+    other = engineio.async_socket.AsyncSocket(engineio_server(), "other")
+    other.upgraded = True
+    _internals.watch_upgrade(other, seen.append)
+    assert "_upgrade_websocket" not in vars(other)
+
+
+def test_canary_upgrade_listener() -> None:
+    socket = engineio.async_socket.AsyncSocket(engineio_server(), "sid")
+    assert hasattr(socket, "__dict__")  # no __slots__: an instance attribute can be set
+    assert _internals.upgrade_listener(socket) is None
+    assert _internals.upgrade_listener(None) is None
+    seen: list[dict[str, Any]] = []
+    listener = seen.append
+    _internals.watch_upgrade(socket, listener)
+    assert _internals.upgrade_listener(socket) is listener
+
+
+async def test_canary_uvicorn_websocket(app: App, sio: socketio.AsyncServer, url: str) -> None:
+    assert uvicorn.config.WS_PROTOCOLS["websockets-sansio"] == (
+        f"{_internals.UVICORN_SANSIO}:WebSocketsSansIOProtocol"
     )
-    # ...and a new socket is in `eio.sockets` when Engine.IO's connect handler runs for it.
-    assert server.eio.handlers["connect"] == server._handle_eio_connect
-    connect = inspect.getsource(engineio.async_server.AsyncServer._handle_connect)
-    assert connect.index("self.sockets[sid] = s") < connect.index("_trigger_event('connect'")
-    assert isinstance(eio_socket.queue._getters, collections.deque)
-    assert websockets.protocol.Protocol(websockets.protocol.SERVER).extensions == []
-    assert websockets.protocol.State.OPEN.name == "OPEN"
-    assert issubclass(websockets.server.ServerProtocol, websockets.protocol.Protocol)
+    module = importlib.import_module(_internals.UVICORN_SANSIO)
+    assert module.WebSocketsSansIOProtocol is WebSocketsSansIOProtocol
     assert inspect.iscoroutinefunction(WebSocketsSansIOProtocol.send)
-
-
-async def test_the_internals_of_the_fast_path_are_there(
-    app: App, sio: socketio.AsyncServer, url: str
-) -> None:
-    """What `_direct.py` reads of a live connection, served by uvicorn's websockets-sansio
-    protocol as `serve` does. Were one to change, the fast path would fall back to the queue
-    silently (test_adapter_direct.py counts it), or worse, write out of order."""
+    assert _internals.uvicorn_websocket({}) is None
+    assert _internals.uvicorn_websocket({"asgi.scope": {"type": "http"}}) is None
     environs: dict[str, Any] = {}
     facts: dict[str, Any] = {}
 
@@ -108,46 +378,31 @@ async def test_the_internals_of_the_fast_path_are_there(
 
     @app.route("probe")
     async def probe(req: Request) -> None:
-        # python-engineio's ASGI environ: the websocket scope, and the server's `send`.
         environ = environs[req.sid]
-        facts["scope"] = environ["asgi.scope"]["type"]
+        found = _internals.uvicorn_websocket(environ)
+        assert found is not None
+        conn, transport = found
+        facts["conn"] = type(conn)
+        facts["state"] = conn.state
+        facts["transport"] = isinstance(transport, asyncio.Transport)
+        # uvicorn's `send` has written a frame to that transport by the time it returns, the
+        # same bytes as `text_frame` (recorded by a stand-in, put back at once).
         protocol = environ["asgi.send"].__self__
-        facts["protocol"] = type(protocol)
-        facts["conn"] = type(protocol.conn)
-        facts["state"] = protocol.conn.state
-        facts["extensions"] = protocol.conn.extensions
-        facts["transport"] = isinstance(protocol.transport, asyncio.Transport)
-        # python-engineio: a websocket socket whose idle writer task waits on the queue, and
-        # is woken (its waiter gone) by a packet put on it.
-        socket = sio.eio.sockets[sio.manager.eio_sid_from_sid(req.sid, "/")]
-        facts["upgraded"] = socket.upgraded
-        getters = socket.queue._getters
-        facts["idle writer waits"] = len(getters) == 1 and not getters[0].done()
-        socket.queue.put_nowait(engineio.packet.Packet(engineio.packet.NOOP))
-        facts["woken writer gone"] = not getters
-        # uvicorn: `send` has written the frame to the transport by the time it returns, the
-        # same bytes as `text_frame` (recorded by a stand-in for the transport, put back at
-        # once).
-        recording = _Recording(protocol.transport)
+        assert protocol.transport is transport
+        recording = _Recording(transport)
         protocol.transport = recording
         try:
             await environ["asgi.send"]({"type": "websocket.send", "text": "6"})
         finally:
-            protocol.transport = recording.inner
+            protocol.transport = transport
         facts["written"] = recording.written
 
     async with Client(url) as client:
         assert await client.call("probe") is None
     assert facts == {
-        "scope": "websocket",
-        "protocol": WebSocketsSansIOProtocol,
         "conn": websockets.server.ServerProtocol,
         "state": websockets.protocol.State.OPEN,
-        "extensions": [],
         "transport": True,
-        "upgraded": True,
-        "idle writer waits": True,
-        "woken writer gone": True,
         "written": [text_frame("6")],  # an Engine.IO noop
     }
 
@@ -165,6 +420,155 @@ class _Recording:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+HANDSHAKE = (
+    b"GET /socket.io/ HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n%s\r\n"
+)
+
+
+@pytest.mark.parametrize("offered", [b"", b"Sec-WebSocket-Extensions: permessage-deflate\r\n"])
+def test_canary_websocket_extensions(offered: bytes) -> None:
+    assert issubclass(websockets.server.ServerProtocol, websockets.protocol.Protocol)
+    conn = websockets.server.ServerProtocol(extensions=[ServerPerMessageDeflateFactory()])
+    assert _internals.websocket_extensions(conn) == []
+    conn.receive_data(HANDSHAKE % offered)
+    (request,) = conn.events_received()
+    conn.send_response(conn.accept(request))
+    assert conn.state is websockets.protocol.State.OPEN
+    names = [extension.name for extension in _internals.websocket_extensions(conn)]
+    assert names == (["permessage-deflate"] if offered else [])
+
+
+# -- the versions tested ---------------------------------------------------------------------
+
+
+def with_version(monkeypatch: pytest.MonkeyPatch, distribution: str, version: str | None) -> None:
+    """Make `_internals` see `version` of `distribution` installed (`None`: not installed),
+    and forget what it has logged."""
+    installed = _internals.installed_version
+
+    def fake(name: str) -> str | None:
+        return version if name == distribution else installed(name)
+
+    monkeypatch.setattr(_internals, "installed_version", fake)
+    monkeypatch.setattr(_internals, "_reported", set())
+
+
+def shouting_app() -> App:
+    app = App()
+
+    @app.route("shout")
+    async def shout(req: Request) -> None:
+        await req.join("all")
+        for n in range(5):
+            await app.room("all").broadcast("n", n)
+
+    return app
+
+
+async def shout(sio: socketio.AsyncServer) -> None:
+    """Serve `sio`, and have one client receive five broadcasts."""
+    async with serve(socketio.ASGIApp(sio)) as base, Client(base) as client:
+        assert await client.call("shout") is None
+        assert [(await client.receive()).data for _ in range(5)] == list(range(5))
+
+
+@pytest.mark.parametrize(
+    ("distribution", "version", "found"),
+    [
+        ("uvicorn", "0.34.3", "uvicorn 0.34.3 is installed (tested: >=0.35,<0.56)"),
+        ("uvicorn", "0.56.0", "uvicorn 0.56.0 is installed (tested: >=0.35,<0.56)"),
+        ("websockets", "18.0", "websockets 18.0 is installed (tested: >=13.1,<18)"),
+        ("websockets", None, "websockets is not installed (tested: >=13.1,<18)"),
+    ],
+)
+async def test_an_untested_uvicorn_or_websockets_turns_the_fast_path_off_and_says_so_once(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    distribution: str,
+    version: str | None,
+    found: str,
+) -> None:
+    with_version(monkeypatch, distribution, version)
+    caplog.set_level(logging.WARNING, logger="roomcast")
+    sio = socketio.AsyncServer(async_mode="asgi")
+    transports = [attach(shouting_app(), sio), attach(App(), sio, namespace="/other")]
+    transports.append(attach(App(), socketio.AsyncServer(async_mode="asgi")))
+    for transport in transports:
+        assert transport.fast_path is False
+        assert transport.fast_path_off_reason == found
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            "roomcast",
+            logging.WARNING,
+            f"The Socket.IO fast path (direct websocket writes) is off: {found}. "
+            "Broadcasts go through Engine.IO's queue.",
+        )
+    ]
+    # Nothing of Engine.IO's is replaced, and every broadcast takes the queue.
+    assert sio.eio.handlers["connect"] == sio._handle_eio_connect
+    await shout(sio)
+    assert transports[0].direct_writes == 0
+
+
+async def test_with_the_installed_releases_the_fast_path_is_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="roomcast")
+    for distribution in _internals.TESTED:
+        assert _internals.installed_version(distribution) is not None, distribution
+    sio = socketio.AsyncServer(async_mode="asgi")
+    transport = attach(shouting_app(), sio)
+    assert transport.fast_path is True
+    assert transport.fast_path_off_reason is None
+    assert caplog.records == []
+    await shout(sio)
+    assert transport.direct_writes > 0
+
+
+@pytest.mark.parametrize(
+    ("distribution", "version", "found"),
+    [
+        ("python-socketio", "5.11.2", "python-socketio 5.11.2 is installed"),
+        ("python-socketio", "5.19.0", "python-socketio 5.19.0 is installed"),
+        ("python-engineio", "4.16.0", "python-engineio 4.16.0 is installed"),
+        ("python-engineio", None, "python-engineio is not installed"),
+    ],
+)
+def test_an_untested_python_socketio_or_engineio_is_refused(
+    monkeypatch: pytest.MonkeyPatch, distribution: str, version: str | None, found: str
+) -> None:
+    with_version(monkeypatch, distribution, version)
+    sio = socketio.AsyncServer(async_mode="asgi")
+    with pytest.raises(RuntimeError) as refused:
+        attach(App(), sio)
+    message = str(refused.value)
+    assert found in message
+    assert "python-socketio >=5.12,<5.19, python-engineio >=4.11,<4.16" in message
+    # Refused before anything was registered or replaced.
+    assert "_handle_event" not in vars(sio)
+    assert sio.handlers == {}
+
+
+def test_the_extras_carry_the_tested_bounds() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    requirements = extras["socketio"] + extras["example"]
+    for distribution, (low, high) in _internals.TESTED.items():
+        (requirement,) = [r for r in requirements if re.match(rf"{distribution}\b(?!-)", r)]
+        lower = re.search(r">=([\d.]+)", requirement)
+        upper = re.search(r"<([\d.]+)", requirement)
+        assert lower is not None, requirement
+        assert upper is not None, requirement
+        assert tuple(map(int, lower.group(1).split("."))) >= low, requirement
+        assert tuple(map(int, upper.group(1).split("."))) == high, requirement
+
+
+# -- what the adapter does -------------------------------------------------------------------
 
 
 async def test_events_of_one_client_are_handled_in_order(app: App, url: str) -> None:

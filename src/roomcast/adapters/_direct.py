@@ -24,39 +24,42 @@ writes only when all of these hold, and otherwise leaves the packet to the queue
 
 What cannot change is checked once, when the connection opens as a websocket or has upgraded
 to one from long-polling (`DirectWriter.of`, given the environ of the websocket request): it
-is a websocket served through python-engineio's ASGI driver, whose environ carries the ASGI
-`send`; that `send` is a method of uvicorn's
-`WebSocketsSansIOProtocol` (found in `sys.modules`: this module never imports uvicorn), which
-holds a websockets `Protocol` (`conn`) and an asyncio transport (`transport`); and the
+is a websocket served through python-engineio's ASGI driver, by uvicorn's
+`WebSocketsSansIOProtocol` (this module never imports uvicorn), which holds a websockets
+`Protocol` and an asyncio transport; the Engine.IO socket's queue is an `asyncio.Queue`; and the
 connection negotiated no extension, so that every receiver's frame is the same bytes
 (per-message deflate compresses each connection's frames differently). Anything else, such as
 another ASGI server or `ws=` implementation of uvicorn, python-engineio's aiohttp mode, or an
 internal that changed, gets no writer: its connections take the queue as before.
 
-Tested range: python-engineio 4.11 to 4.15 (pinned by the `socketio` extra; run with 4.11 and
-4.15.1), uvicorn 0.35 to 0.54 (websockets-sansio came in 0.35, and pauses writing to a slow
-reader from 0.53; run with 0.35, 0.45, 0.52 and 0.54), websockets 13.1 and 17.4, CPython 3.11
-(from 3.12, `asyncio.wait_for` runs `queue.get()` in the writer task itself; the waiting
-getter is the same signal). `tests/test_adapter_socketio.py` checks each internal relied on,
-`tests/test_adapter_direct.py` the order and when the fast path is taken.
+What this relies on of python-engineio, uvicorn, websockets and asyncio is reached through
+`_internals.py`: `uvicorn_websocket` (the environ's `asgi.scope` and `asgi.send`, uvicorn's
+protocol, its `conn` and `transport`), `websocket_extensions`, `engineio_queue`, `is_upgraded`
+and `engineio_idle`, which hands each writer, once, the function that checks Engine.IO's side
+of the conditions above (the queue's `_getters` and `_queue`, the socket's `closing`), so that
+a write makes no more calls than it would inline. This module replaces nothing: what the fast path
+replaces (the Engine.IO `connect` handler, and each new socket's `_upgrade_websocket`, to learn
+the environ of the websocket a long-polling connection upgrades to) is `socketio.py`'s, through
+`_internals.py` too. The releases tested are `_internals.TESTED`; outside them the adapter
+makes no writer at all (the fast path is off, and a warning says why). On CPython 3.11,
+`asyncio.wait_for` runs `queue.get()` in a task of its own, and from 3.12 in the writer task
+itself: the waiting getter is the same signal. `tests/test_adapter_socketio.py` checks each
+internal relied on, `tests/test_adapter_direct.py` the order and when the fast path is taken.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import struct
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from . import _internals
 
 __all__ = ["MAX_BUFFERED", "DirectWriter", "text_frame"]
 
 MAX_BUFFERED = 64 * 1024
 """Bytes a transport may hold unsent before broadcasts to it take the queue again."""
-
-UVICORN_SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl"
-"""The module of uvicorn's `WebSocketsSansIOProtocol` (`ws="websockets-sansio"`)."""
 
 
 def text_frame(text: str) -> bytes:
@@ -76,11 +79,12 @@ def text_frame(text: str) -> bytes:
 class DirectWriter:
     """Writes whole websocket frames to one connection, when that cannot reorder anything."""
 
-    __slots__ = ("_conn", "_open", "_queue", "_socket", "_transport")
+    __slots__ = ("_conn", "_idle", "_open", "_transport")
 
-    def __init__(self, socket: Any, conn: Any, transport: Any, open_state: Any) -> None:
-        self._socket = socket
-        self._queue: asyncio.Queue[Any] = socket.queue
+    def __init__(
+        self, idle: Callable[[], bool], conn: Any, transport: Any, open_state: Any
+    ) -> None:
+        self._idle = idle
         self._conn = conn
         self._transport = transport
         self._open = open_state
@@ -89,28 +93,25 @@ class DirectWriter:
     def of(cls, socket: Any, environ: Mapping[str, Any]) -> DirectWriter | None:
         """The writer of the Engine.IO `socket` that opened with `environ`, or `None` when this
         module does not know the connection to be safe to write to."""
-        protocol = _uvicorn_sansio_protocol(environ)
-        if protocol is None:
+        if socket is None:
             return None
-        # Imported by uvicorn's module above, so present whenever it is.
-        from websockets.protocol import Protocol, State
+        websocket = _internals.uvicorn_websocket(environ)
+        if websocket is None:
+            return None
+        conn, transport = websocket
+        # Imported by uvicorn's module, so present whenever a websocket was found.
+        from websockets.protocol import State
 
-        conn = getattr(protocol, "conn", None)
-        transport = getattr(protocol, "transport", None)
-        queue = getattr(socket, "queue", None)
         if (
-            not isinstance(conn, Protocol)
-            or conn.extensions
-            or not all(
-                callable(getattr(transport, name, None))
-                for name in ("write", "is_closing", "get_write_buffer_size")
-            )
-            or not isinstance(queue, asyncio.Queue)
-            or not isinstance(getattr(queue, "_getters", None), collections.deque)
-            or getattr(socket, "upgraded", None) is not True
+            _internals.websocket_extensions(conn)
+            or not isinstance(_internals.engineio_queue(socket), asyncio.Queue)
+            or not _internals.is_upgraded(socket)
         ):
             return None
-        return cls(socket, conn, transport, State.OPEN)
+        idle = _internals.engineio_idle(socket)
+        if idle is None:
+            return None
+        return cls(idle, conn, transport, State.OPEN)
 
     def abort(self) -> None:
         """Close the connection's TCP socket at once, dropping what it holds unsent: for a
@@ -121,13 +122,9 @@ class DirectWriter:
 
     def write(self, frame: bytes) -> bool:
         """Write `frame` now and return True, or return False: it must take the queue."""
-        getters = self._queue._getters  # type: ignore[attr-defined]
-        transport = self._transport
+        idle, transport = self._idle, self._transport
         if (
-            getters
-            and not getters[-1].done()
-            and self._queue.empty()
-            and not self._socket.closing
+            idle()
             and self._conn.state is self._open
             and not transport.is_closing()
             and transport.get_write_buffer_size() < MAX_BUFFERED
@@ -135,16 +132,3 @@ class DirectWriter:
             transport.write(frame)
             return True
         return False
-
-
-def _uvicorn_sansio_protocol(environ: Mapping[str, Any]) -> Any:
-    """The uvicorn websockets-sansio protocol that serves the websocket request of `environ`
-    (python-engineio's ASGI environ), or `None`."""
-    scope = environ.get("asgi.scope")
-    if not isinstance(scope, Mapping) or scope.get("type") != "websocket":
-        return None
-    protocol_class = getattr(sys.modules.get(UVICORN_SANSIO), "WebSocketsSansIOProtocol", None)
-    protocol = getattr(environ.get("asgi.send"), "__self__", None)
-    if not isinstance(protocol_class, type) or not isinstance(protocol, protocol_class):
-        return None
-    return protocol

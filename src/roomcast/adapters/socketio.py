@@ -7,116 +7,100 @@ asgi_app = socketio.ASGIApp(sio)
 ```
 
 Every event of the namespace goes through the app. What python-socketio's public API cannot do
-is done by reading a few of its internals, and of python-engineio's, which is why the
-`socketio` extra pins the versions this module is tested against (`tests/test_adapter_socketio.py`
-checks each reliance); nothing of theirs is patched:
+is done through a few internals of python-socketio and python-engineio (and, for the fast path,
+of uvicorn, websockets and asyncio), all reached through `_internals.py`, whose functions say
+what each reads, calls, wraps or replaces; `attach` refuses python-socketio and python-engineio
+releases it is not tested with, and turns the fast path off, with a warning, for untested
+uvicorn and websockets releases (`SocketIOTransport.fast_path`). On the server it is given, and
+on the Engine.IO sockets that server makes, the adapter replaces three things:
 
-- to know whether the client asked for an acknowledgement (so an error goes into the ack, or
-  else as the event `"error"`) and to send the ack as soon as the handler responds, the
-  server's `_handle_event(eio_sid, namespace, id, data)` is wrapped for this namespace, and
-  acks are sent with `_send_packet`;
-- a broadcast is encoded once into Engine.IO packets (`packet_class`) and put straight on each
-  receiver's Engine.IO queue (`eio.sockets[eio_sid].queue`), with no task or coroutine per
-  receiver; that queue is also where `Limits.max_queued` is enforced: a receiver whose queue is
-  full is disconnected (`socket.close(wait=False)`) or loses its oldest packets;
-- the fast path: under uvicorn's websockets-sansio protocol, a broadcast is also framed once as
-  a websocket text frame, and written straight to each receiver's transport whenever nothing
-  is pending for that receiver in Engine.IO (its queue is empty and its writer task waits on
-  it), its websocket is open, negotiated no compression, and its transport's buffer is small.
-  A connection that starts on long-polling (browsers' default) joins the fast path once it has
-  upgraded to a websocket: the Engine.IO `connect` handler is wrapped so that each new socket's
-  `_upgrade_websocket(environ)` is wrapped in turn, to learn the websocket's environ. Every
-  other receiver, and every other setup (long-polling, another ASGI server, aiohttp,
-  per-message deflate, binary attachments), takes the queue. `_direct.py` says what it relies
-  on; `SocketIOTransport.direct_writes` counts the deliveries it made.
+- the server's `_handle_event` (an instance attribute over python-socketio's method): the events
+  of this namespace, with the id of the acknowledgement the client asked for, come to the
+  transport, and the others go on to python-socketio. So an error goes into the ack when the
+  client asked for one, or else as the event `"error"`, and the ack is sent (with
+  `_send_packet`) as soon as the handler responds;
+- while the fast path is on, the Engine.IO `connect` handler (`sio.eio.handlers["connect"]`),
+  wrapped: it first watches each new socket's upgrade, then runs python-socketio's;
+- while the fast path is on, each new Engine.IO socket's `_upgrade_websocket(environ)`: an
+  instance attribute that stands for the class's method, to learn the environ of the websocket
+  a long-polling connection (browsers' default) upgrades to, and give it the fast path.
+
+A broadcast is encoded once into Engine.IO packets (through the server's `packet_class`) and put
+straight on each receiver's Engine.IO queue, with no task or coroutine per receiver; that queue
+is also where `Limits.max_queued` is enforced: a receiver whose queue is full is disconnected
+(its socket closed without waiting) or loses its oldest packets.
+
+The fast path: under uvicorn's websockets-sansio protocol, a broadcast is also framed once as a
+websocket text frame, and written straight to each receiver's transport whenever nothing is
+pending for that receiver in Engine.IO, its websocket is open, negotiated no compression, and
+its transport's buffer is small. Every other receiver, and every other setup (long-polling
+until the upgrade, another ASGI server, aiohttp, per-message deflate, binary attachments), takes
+the queue. `_direct.py` says when a write is safe; `SocketIOTransport.direct_writes` counts the
+deliveries it made.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-import engineio.packet
 import socketio
 import socketio.exceptions
-import socketio.packet
 
 from .._app import App
 from .._backlog import SHED, Backlog
 from .._connection import REACHABLE, State, move
 from .._exceptions import Reject
 from .._transport import Transport
+from . import _internals
 from ._direct import DirectWriter, text_frame
 
 __all__ = ["SocketIOTransport", "attach"]
 
-_EventHandler = Callable[[str, str | None, int | None, list[Any]], Awaitable[None]]
-
 
 def attach(app: App, sio: socketio.AsyncServer, namespace: str = "/") -> SocketIOTransport:
-    """Route every Socket.IO event of `namespace` through `app`; return the transport."""
+    """Route every Socket.IO event of `namespace` through `app`; return the transport.
+
+    Raises `RuntimeError` when the installed python-socketio or python-engineio is not a
+    release the adapter is tested with."""
     transport = SocketIOTransport(app, sio, namespace)
     sio.on("connect", transport._on_connect, namespace=namespace)
     sio.on("disconnect", transport._on_disconnect, namespace=namespace)
-    next_handler: _EventHandler = sio._handle_event
-
-    async def handle_event(
-        eio_sid: str, event_namespace: str | None, ack_id: int | None, data: list[Any]
-    ) -> None:
-        if (event_namespace or "/") != namespace:
-            await next_handler(eio_sid, event_namespace, ack_id, data)
-        else:
-            await transport._on_event(eio_sid, ack_id, data)
-
-    sio._handle_event = handle_event
-
-    # Long-polling connections (how browsers' clients start by default) that upgrade to a
-    # websocket can take the fast path once upgraded: each new Engine.IO socket gets its
-    # upgrade watched, before its client can ask for the upgrade.
-    next_eio_connect = sio.eio.handlers["connect"]
-
-    async def handle_eio_connect(eio_sid: str, environ: dict[str, Any], *args: Any) -> Any:
-        _UpgradeWatch.watch(sio.eio.sockets.get(eio_sid))
-        return await next_eio_connect(eio_sid, environ, *args)
-
-    sio.eio.on("connect", handle_eio_connect)
+    _internals.replace_event_handler(sio, namespace, transport._on_event)
+    if transport.fast_path:
+        # Long-polling connections (how browsers' clients start by default) that upgrade to a
+        # websocket can take the fast path once upgraded: each new Engine.IO socket gets its
+        # upgrade watched, before its client can ask for the upgrade.
+        _internals.replace_engineio_connect(sio, _UpgradeWatch.watch)
     return transport
 
 
 class _UpgradeWatch:
-    """Stands for an Engine.IO socket's `_upgrade_websocket(environ)` (looked up on the socket
-    for each websocket request) to learn the environ of the websocket it upgrades to, and tell
-    the peers of that socket."""
+    """What is known of one Engine.IO socket's upgrade to a websocket: the environ of the
+    websocket request once it starts, and the peers of that socket to tell of it."""
 
-    __slots__ = ("environ", "peers", "upgrade")
+    __slots__ = ("environ", "peers")
 
-    def __init__(self, upgrade: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
-        self.upgrade = upgrade
+    def __init__(self) -> None:
         self.environ: dict[str, Any] | None = None
         self.peers: list[Peer] = []
 
     @classmethod
     def watch(cls, socket: Any) -> None:
-        if socket is None or socket.upgraded or isinstance(socket.__dict__.get(_UPGRADE), cls):
-            return
-        setattr(socket, _UPGRADE, cls(getattr(socket, _UPGRADE)))
+        _internals.watch_upgrade(socket, cls())
 
-    async def __call__(self, environ: dict[str, Any]) -> Any:
+    def __call__(self, environ: dict[str, Any]) -> None:
         self.environ = environ
         for peer in self.peers:
             peer.upgrade = environ
         self.peers = []
-        return await self.upgrade(environ)
-
-
-_UPGRADE = "_upgrade_websocket"
 
 
 class Encoded(NamedTuple):
     """One event as this transport sends it, built once per broadcast."""
 
-    packets: list[engineio.packet.Packet]
+    packets: list[Any]
     """The Engine.IO packets, for receivers reached through their queue."""
     sizes: list[int]
     """The size of each packet, for each receiver's backlog."""
@@ -126,17 +110,31 @@ class Encoded(NamedTuple):
 
 
 class Peer:
-    """A connection as this transport reaches it: its state, its Engine.IO socket and what
-    waits in its queue (`backlog`), its direct writer while it has one, and the environ of
-    its websocket while it is upgrading to one."""
+    """A connection as this transport reaches it: its state, its Engine.IO socket, that
+    socket's queue and what waits in it (`backlog`), its direct writer while it has one, and
+    the environ of its websocket while it is upgrading to one."""
 
-    __slots__ = ("backlog", "sid", "socket", "state", "upgrade", "writer")
+    __slots__ = (
+        "backlog",
+        "queue",
+        "queue_length",
+        "sid",
+        "socket",
+        "state",
+        "upgrade",
+        "writer",
+    )
 
     def __init__(
         self, sid: str, socket: Any, writer: DirectWriter | None, backlog: Backlog
     ) -> None:
         self.sid = sid
         self.socket = socket
+        self.queue: Any = None
+        self.queue_length: Callable[[], int | None] | None = None
+        if socket is not None:
+            self.queue = _internals.engineio_queue(socket)
+            self.queue_length = _internals.queue_length(socket)
         self.writer = writer
         self.backlog = backlog
         self.state = State.CONNECTING
@@ -147,10 +145,15 @@ class SocketIOTransport(Transport):
     """Carries a roomcast app's events over one namespace of a python-socketio server.
 
     `direct_writes` counts the deliveries written straight to a websocket rather than through
-    Engine.IO's queue (the fast path: see the module's docstring).
+    Engine.IO's queue (the fast path: see the module's docstring); `fast_path` says whether the
+    fast path is on, and `fast_path_off_reason` why not.
+
+    Raises `RuntimeError` when the installed python-socketio or python-engineio is not a
+    release the adapter is tested with.
     """
 
     def __init__(self, app: App, sio: socketio.AsyncServer, namespace: str = "/") -> None:
+        self._fast_path_off_reason = _internals.check_versions()
         self.app = app
         self.sio = sio
         self.namespace = namespace
@@ -158,17 +161,22 @@ class SocketIOTransport(Transport):
         self._handling: set[asyncio.Task[None]] = set()
         self._peers: dict[str, Peer] = {}
 
+    @property
+    def fast_path(self) -> bool:
+        """Whether broadcasts may be written straight to websockets: the installed uvicorn and
+        websockets are releases the adapter is tested with."""
+        return self._fast_path_off_reason is None
+
+    @property
+    def fast_path_off_reason(self) -> str | None:
+        """Why the fast path is off (which package, which version, which range tested), or
+        `None` when it is on."""
+        return self._fast_path_off_reason
+
     def encode(self, event: str, data: Any) -> Encoded:
         args = [event] if data is None else [event, data]
-        pkt = self.sio.packet_class(socketio.packet.EVENT, namespace=self.namespace, data=args)
-        encoded = pkt.encode()
-        parts = encoded if isinstance(encoded, list) else [encoded]
-        packets = [engineio.packet.Packet(engineio.packet.MESSAGE, part) for part in parts]
-        sizes = [len(part) for part in parts]
-        frame = None
-        if len(packets) == 1 and not packets[0].binary:
-            frame = text_frame(packets[0].encode())
-        return Encoded(packets, sizes, frame)
+        packets, sizes, text = _internals.event_packets(self.sio, self.namespace, args)
+        return Encoded(packets, sizes, None if text is None else text_frame(text))
 
     async def send(self, peers: Iterable[Peer], encoded: Any) -> None:
         packets, sizes, frame = encoded
@@ -181,19 +189,22 @@ class SocketIOTransport(Transport):
             if writer is not None and frame is not None and writer.write(frame):
                 direct += 1
                 continue
-            socket = peer.socket
-            if socket is None or socket.closed or peer.state not in REACHABLE:
+            queue_length = peer.queue_length
+            if queue_length is None or peer.state not in REACHABLE:
                 continue
-            queue = socket.queue
+            waiting = queue_length()
+            if waiting is None:  # the Engine.IO socket is closed
+                continue
+            queue = peer.queue
             backlog = peer.backlog
-            backlog.settle(queue.qsize())  # what Engine.IO's writer took since
+            backlog.settle(waiting)  # what Engine.IO's writer took since
             for pkt, size in zip(packets, sizes, strict=True):
                 drop = backlog.admit(size)
                 if drop == SHED:
                     slow.append(peer)
                     break
                 if drop:
-                    dropped += _drop(queue, drop)
+                    dropped += _internals.drop_queued(queue, drop)
                 queue.put_nowait(pkt)
         self.direct_writes += direct
         self.app.stats.events_dropped += dropped
@@ -208,14 +219,13 @@ class SocketIOTransport(Transport):
         self.app.stats.slow_consumers_disconnected += 1
         peer.state = move(peer.state, State.CLOSING)
         peer.upgrade = None
-        socket = peer.socket
-        _drop(socket.queue, socket.queue.qsize())
+        _internals.drop_queued(peer.queue, peer.queue.qsize())
         peer.backlog.clear()
         if peer.writer is not None:
             peer.writer.abort()
             peer.writer = None
         task = asyncio.get_running_loop().create_task(
-            socket.close(wait=False, abort=False, reason="slow consumer")
+            _internals.close_socket(peer.socket, "slow consumer")
         )
         self._handling.add(task)
         task.add_done_callback(self._handling.discard)
@@ -226,9 +236,10 @@ class SocketIOTransport(Transport):
     # -- what python-socketio calls ------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        socket = self.sio.eio.sockets.get(self.sio.manager.eio_sid_from_sid(sid, self.namespace))
-        peer = Peer(sid, socket, DirectWriter.of(socket, environ), Backlog(self.app.limits))
-        watch = getattr(socket, "__dict__", {}).get(_UPGRADE)
+        socket = _internals.engineio_socket(self.sio, sid, self.namespace)
+        writer = DirectWriter.of(socket, environ) if self.fast_path else None
+        peer = Peer(sid, socket, writer, Backlog(self.app.limits))
+        watch = _internals.upgrade_listener(socket)
         if peer.writer is None and isinstance(watch, _UpgradeWatch):
             watch.peers.append(peer)  # told when the upgrade starts
             peer.upgrade = watch.environ  # or it has already
@@ -250,7 +261,7 @@ class SocketIOTransport(Transport):
 
     def _upgraded(self, peer: Peer) -> DirectWriter | None:
         """The direct writer of a connection upgrading to a websocket, once it has."""
-        if not peer.socket.upgraded:
+        if not _internals.is_upgraded(peer.socket):
             return None
         environ, peer.upgrade = peer.upgrade, None
         if environ is not None and peer.sid in self._peers:
@@ -267,7 +278,7 @@ class SocketIOTransport(Transport):
             peer.backlog.clear()
 
     async def _on_event(self, eio_sid: str, ack_id: int | None, data: list[Any]) -> None:
-        sid = self.sio.manager.sid_from_eio_sid(eio_sid, self.namespace)
+        sid = _internals.session_id(self.sio, eio_sid, self.namespace)
         if sid is None or not data:
             return
         event, args = data[0], data[1:]
@@ -283,20 +294,6 @@ class SocketIOTransport(Transport):
         task.add_done_callback(self._handling.discard)
 
 
-def _drop(queue: asyncio.Queue[Any], count: int) -> int:
-    """Take up to `count` packets off the head of an Engine.IO socket's queue; return how many.
-    The marker that closes the socket (`None`) stays."""
-    dropped = 0
-    while dropped < count and not queue.empty():
-        pkt = queue.get_nowait()
-        queue.task_done()
-        if pkt is None:
-            queue.put_nowait(None)
-            break
-        dropped += 1
-    return dropped
-
-
 class _Ack:
     """Sends the acknowledgement of one event, as soon as the handler responds."""
 
@@ -308,11 +305,11 @@ class _Ack:
         self._ack_id = ack_id
 
     async def __call__(self, data: Any) -> None:
-        sio = self._transport.sio
-        pkt = sio.packet_class(
-            socketio.packet.ACK,
-            namespace=self._transport.namespace,
-            id=self._ack_id,
-            data=[] if data is None else [data],
+        transport = self._transport
+        await _internals.send_ack(
+            transport.sio,
+            self._eio_sid,
+            transport.namespace,
+            self._ack_id,
+            [] if data is None else [data],
         )
-        await sio._send_packet(self._eio_sid, pkt)

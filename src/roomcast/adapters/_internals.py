@@ -1,0 +1,435 @@
+"""Every internal of another library that the Socket.IO adapter relies on, in one place.
+
+`socketio.py` and `_direct.py` reach python-socketio, python-engineio, uvicorn, websockets and
+asyncio through the public APIs of those libraries and through the functions below, nothing
+else. Each function's docstring says what it reads, calls, wraps or replaces;
+`tests/test_adapter_socketio.py` has a canary per function, which fails when what it relies on
+disappears or changes shape.
+
+What is replaced, all on the objects `attach` is given or creates, never on a class or a module:
+
+- `sio._handle_event`, an instance attribute set over python-socketio's method
+  (`replace_event_handler`);
+- the Engine.IO `connect` handler, `sio.eio.handlers["connect"]`, wrapped
+  (`replace_engineio_connect`), only while the fast path is on;
+- `_upgrade_websocket` of each new Engine.IO socket, an instance attribute that stands for the
+  class's method (`watch_upgrade`), only while the fast path is on.
+
+Internals change without notice, so the adapter runs only with the releases it is tested with:
+`check_versions()`, called when a transport is made (`attach`), raises `RuntimeError` when
+python-socketio or python-engineio is outside `TESTED`, and turns the fast path off, with one
+warning on the `roomcast` logger, when uvicorn or websockets is.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import re
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from importlib import metadata
+from typing import Any
+
+import engineio.packet
+import socketio.packet
+
+__all__ = [
+    "FAST_PATH",
+    "REQUIRED",
+    "TESTED",
+    "UVICORN_SANSIO",
+    "check_versions",
+    "close_socket",
+    "drop_queued",
+    "engineio_idle",
+    "engineio_queue",
+    "engineio_socket",
+    "event_packets",
+    "installed_version",
+    "is_upgraded",
+    "queue_length",
+    "replace_engineio_connect",
+    "replace_event_handler",
+    "send_ack",
+    "session_id",
+    "tested_range",
+    "upgrade_listener",
+    "uvicorn_websocket",
+    "watch_upgrade",
+    "websocket_extensions",
+]
+
+logger = logging.getLogger("roomcast")
+
+# -- the versions tested ---------------------------------------------------------------------
+
+TESTED: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "python-socketio": ((5, 12), (5, 19)),
+    "python-engineio": ((4, 11), (4, 16)),
+    "uvicorn": ((0, 35), (0, 56)),  # websockets-sansio came in 0.35
+    "websockets": ((13, 1), (18,)),
+}
+"""Each distribution relied on, and the releases tested with it: at least the first, below the
+second. The extras in `pyproject.toml` carry the same upper bounds."""
+
+REQUIRED = ("python-socketio", "python-engineio")
+"""Without these in `TESTED`, the adapter refuses to attach."""
+
+FAST_PATH = ("uvicorn", "websockets")
+"""Without these in `TESTED`, the fast path is off."""
+
+_reported: set[str] = set()
+"""Why the fast path is off, for each reason already logged."""
+
+
+@functools.cache
+def installed_version(distribution: str) -> str | None:
+    """The installed version of `distribution` (`importlib.metadata`), or `None`."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def tested_range(distribution: str) -> str:
+    """The releases of `distribution` tested, as a requirement: `">=0.35,<0.56"`."""
+    low, high = TESTED[distribution]
+    return f">={'.'.join(map(str, low))},<{'.'.join(map(str, high))}"
+
+
+def _outside(distribution: str) -> str | None:
+    """What is installed of `distribution` and the range tested, when it is not in that range;
+    else `None`. Release numbers only: `5.19.0rc1` is outside `<5.19`."""
+    low, high = TESTED[distribution]
+    version = installed_version(distribution)
+    if version is None:
+        return f"{distribution} is not installed (tested: {tested_range(distribution)})"
+    match = re.match(r"\d+(?:\.\d+)*", version)
+    release = () if match is None else tuple(int(part) for part in match.group().split("."))
+    if not low <= release < high:
+        return f"{distribution} {version} is installed (tested: {tested_range(distribution)})"
+    return None
+
+
+def check_versions() -> str | None:
+    """Check the installed versions against `TESTED`; return why the fast path is off, or
+    `None` when it is on.
+
+    Raises `RuntimeError` when python-socketio or python-engineio is outside its range, or not
+    installed. When uvicorn or websockets is, the fast path is off: the reason is logged on the
+    `roomcast` logger, at warning level, the first time it is found in this process.
+    """
+    refused = [found for name in REQUIRED if (found := _outside(name)) is not None]
+    if refused:
+        tested = ", ".join(f"{name} {tested_range(name)}" for name in REQUIRED)
+        raise RuntimeError(
+            "roomcast.adapters.socketio relies on internals of python-socketio and "
+            f"python-engineio, and supports only the releases it is tested with ({tested}); "
+            f"{'; '.join(refused)}. Install supported releases: pip install 'roomcast[socketio]'."
+        )
+    off = [found for name in FAST_PATH if (found := _outside(name)) is not None]
+    if not off:
+        return None
+    reason = "; ".join(off)
+    if reason not in _reported:
+        _reported.add(reason)
+        logger.warning(
+            "The Socket.IO fast path (direct websocket writes) is off: %s. Broadcasts go "
+            "through Engine.IO's queue.",
+            reason,
+        )
+    return reason
+
+
+# -- python-socketio ---------------------------------------------------------------------------
+
+EventHandler = Callable[[str, int | None, list[Any]], Awaitable[None]]
+"""`handle(eio_sid, ack_id, data)`: one event, `data` being the event's name and arguments."""
+
+
+def replace_event_handler(sio: Any, namespace: str, handle: EventHandler) -> None:
+    """Hand `handle(eio_sid, ack_id, data)` each event of `namespace` that `sio` receives, with
+    the id of the acknowledgement the client asked for (`None`: it asked for none), which
+    python-socketio's public handlers do not tell.
+
+    Reads `sio._handle_event`, python-socketio's `AsyncServer._handle_event(eio_sid, namespace,
+    id, data)` (or what an earlier call put there), and replaces it with an instance attribute:
+    a function that hands the events of `namespace` to `handle` and the others to what it
+    replaces. python-socketio calls it through `self` for each EVENT and BINARY_EVENT packet.
+    """
+    next_handler: Callable[[str, str | None, int | None, list[Any]], Awaitable[None]]
+    next_handler = sio._handle_event
+
+    async def handle_event(
+        eio_sid: str, event_namespace: str | None, ack_id: int | None, data: list[Any]
+    ) -> None:
+        if (event_namespace or "/") != namespace:
+            await next_handler(eio_sid, event_namespace, ack_id, data)
+        else:
+            await handle(eio_sid, ack_id, data)
+
+    sio._handle_event = handle_event
+
+
+async def send_ack(sio: Any, eio_sid: str, namespace: str, ack_id: int, args: list[Any]) -> None:
+    """Send the acknowledgement `ack_id` with `args` to the Engine.IO connection `eio_sid`.
+
+    Calls `sio.packet_class(ACK, namespace=, id=, data=)` (the server's undocumented packet
+    class) and awaits `sio._send_packet(eio_sid, pkt)`, python-socketio's own way to send it.
+    """
+    pkt = sio.packet_class(socketio.packet.ACK, namespace=namespace, id=ack_id, data=args)
+    await sio._send_packet(eio_sid, pkt)
+
+
+def event_packets(
+    sio: Any, namespace: str, args: list[Any]
+) -> tuple[list[Any], list[int], str | None]:
+    """The event `args` (its name, then its arguments) of `namespace` as Engine.IO packets,
+    built once for any number of receivers: the packets, the size of each, and the encoded text
+    of the one packet when there is one and it is text (`None` with binary attachments).
+
+    Calls `sio.packet_class(EVENT, namespace=, data=).encode()` (the server's undocumented packet
+    class, read at each call), which gives a string, or a string and its binary attachments,
+    and makes each one an `engineio.packet.Packet(MESSAGE, part)`, whose `binary` it reads and
+    whose `encode()` it calls.
+    """
+    pkt = sio.packet_class(socketio.packet.EVENT, namespace=namespace, data=args)
+    encoded = pkt.encode()
+    parts = encoded if isinstance(encoded, list) else [encoded]
+    packets = [engineio.packet.Packet(engineio.packet.MESSAGE, part) for part in parts]
+    sizes = [len(part) for part in parts]
+    text = None
+    if len(packets) == 1 and not packets[0].binary:
+        text = packets[0].encode()
+    return packets, sizes, text
+
+
+def session_id(sio: Any, eio_sid: str, namespace: str) -> str | None:
+    """The Socket.IO sid of the Engine.IO connection `eio_sid` in `namespace`, or `None`.
+
+    Calls `sio.manager.sid_from_eio_sid(eio_sid, namespace)` (undocumented).
+    """
+    sid: str | None = sio.manager.sid_from_eio_sid(eio_sid, namespace)
+    return sid
+
+
+def engineio_socket(sio: Any, sid: str, namespace: str) -> Any:
+    """The Engine.IO socket (python-engineio's `AsyncSocket`) that carries the Socket.IO
+    connection `sid` of `namespace`, or `None`.
+
+    Calls `sio.manager.eio_sid_from_sid(sid, namespace)` and reads `sio.eio.sockets` (a dict,
+    Engine.IO sid → socket), both undocumented.
+    """
+    return sio.eio.sockets.get(sio.manager.eio_sid_from_sid(sid, namespace))
+
+
+# -- python-engineio ---------------------------------------------------------------------------
+
+
+def replace_engineio_connect(sio: Any, on_socket: Callable[[Any], None]) -> None:
+    """Call `on_socket(socket)` with each new Engine.IO socket of `sio`, before its client can
+    send anything on it (such as a request to upgrade to a websocket).
+
+    Reads `sio.eio.handlers["connect"]` (python-socketio's `sio._handle_eio_connect`, or what an
+    earlier call put there) and replaces it, through python-engineio's public `sio.eio.on`, with
+    a function that looks the new socket up in `sio.eio.sockets` (python-engineio puts it there
+    before it runs the handler), calls `on_socket` with it, then awaits the handler it replaces.
+    """
+    next_connect: Callable[..., Awaitable[Any]] = sio.eio.handlers["connect"]
+
+    async def handle_connect(eio_sid: str, environ: dict[str, Any], *args: Any) -> Any:
+        socket = sio.eio.sockets.get(eio_sid)
+        if socket is not None:
+            on_socket(socket)
+        return await next_connect(eio_sid, environ, *args)
+
+    sio.eio.on("connect", handle_connect)
+
+
+def engineio_queue(socket: Any) -> Any:
+    """The `asyncio.Queue` of the packets waiting to be sent to an Engine.IO socket.
+
+    Reads `socket.queue` (undocumented; made with the socket, never replaced). Its writer (the
+    websocket's writer task, or a long-polling GET request) takes the packets off it; `None` on
+    it is the marker that ends the writer.
+    """
+    return socket.queue
+
+
+def queue_length(socket: Any) -> Callable[[], int | None]:
+    """A function, made once per connection, that tells how many packets wait in the queue of
+    the Engine.IO `socket`, or `None` once the socket is closed.
+
+    Reads `socket.queue` once and, at each call, `socket.closed` (undocumented) and the length
+    of `queue._queue` (the deque behind `asyncio.Queue.qsize()`, read directly: this runs for
+    each receiver of a broadcast that takes the queue; a queue of another kind is asked its
+    `qsize()`).
+    """
+    queue = socket.queue
+    items = getattr(queue, "_queue", None)
+    if isinstance(items, collections.deque):
+
+        def length() -> int | None:
+            return None if socket.closed else len(items)
+
+    else:
+
+        def length() -> int | None:
+            return None if socket.closed else int(queue.qsize())
+
+    return length
+
+
+def engineio_idle(socket: Any) -> Callable[[], bool] | None:
+    """A function, made once per connection, that tells whether nothing is pending for the
+    Engine.IO `socket` in python-engineio: its queue is empty, its writer task waits on it, and
+    it is not closing. `None` when the socket's queue is not an `asyncio.Queue` as known here.
+
+    Reads `socket.queue` once, and its `_getters` (the deque of the futures of the tasks that
+    wait in `get()`) and `_queue` (the deque of its items), both private to asyncio and never
+    replaced; at each call, whether the last getter is still pending, whether `_queue` is empty,
+    and `socket.closing` (undocumented). The writer task then holds no packet it took from the
+    queue: from Python 3.12 it waits in `get()` itself, and on 3.11 the task that
+    `asyncio.wait_for` runs `get()` in waits for it, the same signal.
+    """
+    queue = socket.queue
+    getters = getattr(queue, "_getters", None)
+    items = getattr(queue, "_queue", None)
+    if (
+        not isinstance(getters, collections.deque)
+        or not isinstance(items, collections.deque)
+        or not isinstance(getattr(socket, "closing", None), bool)
+    ):
+        return None
+
+    def idle() -> bool:
+        if getters and not getters[-1].done() and not items:
+            return not socket.closing
+        return False
+
+    return idle
+
+
+def drop_queued(queue: Any, count: int) -> int:
+    """Take up to `count` packets off the head of an Engine.IO socket's queue; return how many.
+
+    Calls the queue's public `get_nowait`, `task_done` and `put_nowait`, and keeps
+    python-engineio's marker that ends the socket's writer (`None`), undocumented, in place.
+    """
+    dropped = 0
+    while dropped < count and not queue.empty():
+        pkt = queue.get_nowait()
+        queue.task_done()
+        if pkt is None:
+            queue.put_nowait(None)
+            break
+        dropped += 1
+    return dropped
+
+
+def close_socket(socket: Any, reason: str) -> Coroutine[Any, Any, Any]:
+    """A coroutine that closes the Engine.IO `socket` at once, sending it a CLOSE packet.
+
+    Calls `socket.close(wait=False, abort=False, reason=reason)` (python-engineio's
+    `AsyncSocket.close`, undocumented): the server's `disconnect` handlers run with `reason`,
+    and it does not wait for the queue to drain.
+    """
+    coro: Coroutine[Any, Any, Any] = socket.close(wait=False, abort=False, reason=reason)
+    return coro
+
+
+def is_upgraded(socket: Any) -> bool:
+    """Whether the Engine.IO `socket` is on a websocket: opened as one, or upgraded to one from
+    long-polling. Reads `socket.upgraded` (undocumented)."""
+    return getattr(socket, "upgraded", None) is True
+
+
+_UPGRADE = "_upgrade_websocket"
+
+
+class _Upgrade:
+    """Stands for an Engine.IO socket's `_upgrade_websocket(environ)`: tells a listener of the
+    environ of the websocket request, then awaits the method."""
+
+    __slots__ = ("listener", "method")
+
+    def __init__(
+        self,
+        method: Callable[[dict[str, Any]], Awaitable[Any]],
+        listener: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.method = method
+        self.listener = listener
+
+    async def __call__(self, environ: dict[str, Any]) -> Any:
+        self.listener(environ)
+        return await self.method(environ)
+
+
+def watch_upgrade(socket: Any, listener: Callable[[dict[str, Any]], None]) -> None:
+    """Call `listener(environ)` with the environ of the websocket request that the long-polling
+    Engine.IO `socket` upgrades through, as the upgrade starts. Does nothing to a socket already
+    on a websocket, or already watched.
+
+    Reads `socket.upgraded` and replaces `socket._upgrade_websocket` with an instance attribute
+    that stands for the class's method (python-engineio's `AsyncSocket._upgrade_websocket`,
+    which `handle_get_request` looks up on the socket by name, `'_upgrade_' + transport`, for
+    each request to upgrade): it calls `listener`, then the method.
+    """
+    if is_upgraded(socket) or isinstance(vars(socket).get(_UPGRADE), _Upgrade):
+        return
+    setattr(socket, _UPGRADE, _Upgrade(getattr(socket, _UPGRADE), listener))
+
+
+def upgrade_listener(socket: Any) -> Callable[[dict[str, Any]], None] | None:
+    """The listener `watch_upgrade` gave the Engine.IO `socket`, or `None`. Reads the socket's
+    instance attribute `_upgrade_websocket`."""
+    watch = getattr(socket, "__dict__", {}).get(_UPGRADE)
+    return watch.listener if isinstance(watch, _Upgrade) else None
+
+
+# -- the ASGI environ, uvicorn and websockets ----------------------------------------------------
+
+UVICORN_SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl"
+"""The module of uvicorn's `WebSocketsSansIOProtocol` (`ws="websockets-sansio"`)."""
+
+
+def uvicorn_websocket(environ: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    """The websockets `Protocol` and the asyncio transport of the connection that serves the
+    websocket request of `environ` (python-engineio's ASGI environ), when uvicorn's
+    websockets-sansio protocol serves it; else `None`.
+
+    Reads `environ["asgi.scope"]` (its `type`) and `environ["asgi.send"]`, which
+    python-engineio's ASGI driver puts there (undocumented); `send.__self__`, which must be a
+    `WebSocketsSansIOProtocol` of the module `UVICORN_SANSIO`, found in `sys.modules` (uvicorn
+    is never imported here, and documents neither the module nor the class); and that
+    protocol's attributes `conn` (a websockets `Protocol`) and `transport` (with `write`,
+    `is_closing` and `get_write_buffer_size`), undocumented.
+    """
+    scope = environ.get("asgi.scope")
+    if not isinstance(scope, Mapping) or scope.get("type") != "websocket":
+        return None
+    protocol_class = getattr(sys.modules.get(UVICORN_SANSIO), "WebSocketsSansIOProtocol", None)
+    protocol = getattr(environ.get("asgi.send"), "__self__", None)
+    if not isinstance(protocol_class, type) or not isinstance(protocol, protocol_class):
+        return None
+    # Imported by uvicorn's module above, so present whenever it is.
+    from websockets.protocol import Protocol
+
+    conn = getattr(protocol, "conn", None)
+    transport = getattr(protocol, "transport", None)
+    if not isinstance(conn, Protocol) or not all(
+        callable(getattr(transport, name, None))
+        for name in ("write", "is_closing", "get_write_buffer_size")
+    ):
+        return None
+    return conn, transport
+
+
+def websocket_extensions(conn: Any) -> list[Any]:
+    """The extensions (such as per-message deflate) negotiated on the websockets `Protocol`
+    `conn`. Reads `conn.extensions` (undocumented)."""
+    extensions: list[Any] = conn.extensions
+    return extensions

@@ -750,3 +750,75 @@ async def test_on_connect_sees_the_http_request(app: App) -> None:
         await client.disconnect()
     assert seen["header"] == "red"
     assert "room=blue" in seen["query"]
+
+
+async def test_canary_pending_binary(app: App, sio: socketio.AsyncServer, url: str) -> None:
+    # python-socketio keeps an announced binary packet, by Engine.IO sid, until its
+    # attachments have all come.
+    assert isinstance(sio._binary_packet, dict)
+    seen: list[Any] = []
+
+    @app.route("probe")
+    async def probe(req: Request) -> None:
+        eio_sid = sio.manager.eio_sid_from_sid(req.sid, "/")
+        seen.append(_internals.pending_binary(sio, eio_sid))
+        sio._binary_packet[eio_sid] = "held"
+        seen.append(_internals.pending_binary(sio, eio_sid))
+        del sio._binary_packet[eio_sid]
+
+    async with Client(url) as client:
+        assert await client.call("probe") is None
+    assert seen == [None, "held"]
+
+
+def test_canary_forget_binary() -> None:
+    server = socketio.AsyncServer(async_mode="asgi")
+    server._binary_packet["eio"] = "held"
+    _internals.forget_binary(server, "eio")
+    _internals.forget_binary(server, "eio")  # and again: nothing held, nothing raised
+    assert "eio" not in server._binary_packet
+
+
+async def test_canary_wrap_engineio_handler() -> None:
+    # python-socketio registers its Engine.IO "message" and "disconnect" handlers on the
+    # Engine.IO server, which looks them up in `handlers` for each message.
+    server = socketio.AsyncServer(async_mode="asgi")
+    assert server.eio.handlers["message"] == server._handle_eio_message
+    assert server.eio.handlers["disconnect"] == server._handle_eio_disconnect
+    seen: list[Any] = []
+
+    def wrap(handle: Any) -> Any:
+        async def message(eio_sid: str, data: Any) -> None:
+            seen.append(data)
+            await handle(eio_sid, data)
+
+        return message
+
+    _internals.wrap_engineio_handler(server, "message", wrap)
+    server.on("ping", lambda sid, data: data)
+    async with serve(socketio.ASGIApp(server)) as base, Client(base) as client:
+        assert await client.call("ping", "x") == "x"
+    assert any(isinstance(d, str) and '"ping"' in d for d in seen)
+
+
+async def test_canary_engineio_socket_of(app: App, sio: socketio.AsyncServer, url: str) -> None:
+    found: list[Any] = []
+
+    @app.route("probe")
+    async def probe(req: Request) -> None:
+        eio_sid = sio.manager.eio_sid_from_sid(req.sid, "/")
+        found.append(_internals.engineio_socket_of(sio, eio_sid))
+
+    async with Client(url) as client:
+        assert await client.call("probe") is None
+    assert isinstance(found[0], engineio.async_socket.AsyncSocket)
+    assert _internals.engineio_socket_of(sio, "no such sid") is None
+
+
+async def test_canary_end_writer() -> None:
+    socket = engineio.async_socket.AsyncSocket(engineio_server(), "sid")
+    a = engineio.packet.Packet(engineio.packet.MESSAGE, "a")
+    socket.queue.put_nowait(a)
+    _internals.end_writer(socket)
+    assert await socket.poll() == [a]
+    assert await socket.poll() == []  # the writer ends

@@ -24,6 +24,16 @@ class Limits:
     - `max_queued`, `max_queued_bytes`: events, and their bytes as encoded, waiting to be
       written to one connection; past either, `slow_consumer` applies: `"disconnect"` the
       connection, or drop the oldest waiting events (`"drop_oldest"`).
+    - `max_pending`: events one connection has sent that are not handled yet (they wait
+      their turn: one connection's events run one at a time); past it, an event is refused
+      with `rate_limited` before it is kept, so that a connection holds at most about
+      `max_pending * max_payload` bytes of input.
+    - `max_attachments`: binary attachments one event may announce; an event announcing more,
+      or whose attachments add up to more than `max_payload` bytes, closes its connection as
+      soon as it is seen (over Socket.IO), before the attachments are kept.
+    - `max_malformed`: packets that cannot be parsed (or are no event) that one connection may
+      send; each is answered with `invalid_payload`, the first is logged, and the connection
+      is closed at the limit.
     """
 
     max_event_name: int | None = 128
@@ -34,6 +44,9 @@ class Limits:
     burst: int = 200
     max_queued: int | None = 1_000
     max_queued_bytes: int | None = 1024 * 1024
+    max_pending: int | None = 64
+    max_attachments: int | None = 10
+    max_malformed: int | None = 10
     slow_consumer: SlowConsumerPolicy = "disconnect"
 
     def __post_init__(self) -> None:
@@ -137,3 +150,7 @@ class Stats:
     too_large: int = 0
     slow_consumers_disconnected: int = 0
     events_dropped: int = 0
+    malformed: int = 0
+    """Packets that could not be parsed, or were no event."""
+    refused_connections: int = 0
+    """Connections closed for what they sent: too many attachments or malformed packets."""

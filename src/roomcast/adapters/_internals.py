@@ -43,12 +43,16 @@ __all__ = [
     "check_versions",
     "close_socket",
     "drop_queued",
+    "end_writer",
     "engineio_idle",
     "engineio_queue",
     "engineio_socket",
+    "engineio_socket_of",
     "event_packets",
+    "forget_binary",
     "installed_version",
     "is_upgraded",
+    "pending_binary",
     "queue_length",
     "replace_engineio_connect",
     "replace_event_handler",
@@ -59,6 +63,7 @@ __all__ = [
     "uvicorn_websocket",
     "watch_upgrade",
     "websocket_extensions",
+    "wrap_engineio_handler",
 ]
 
 logger = logging.getLogger("roomcast")
@@ -215,6 +220,25 @@ def session_id(sio: Any, eio_sid: str, namespace: str) -> str | None:
     return sid
 
 
+def pending_binary(sio: Any, eio_sid: str) -> Any:
+    """The binary packet that the Engine.IO connection `eio_sid` announced and whose
+    attachments python-socketio is still collecting, or `None`.
+
+    Reads `sio._binary_packet` (a dict, Engine.IO sid → python-socketio `Packet`, undocumented):
+    python-socketio keeps each attachment frame in that packet until it has as many as the
+    packet announced.
+    """
+    return sio._binary_packet.get(eio_sid)
+
+
+def forget_binary(sio: Any, eio_sid: str) -> None:
+    """Drop the attachments python-socketio holds for `eio_sid` (see `pending_binary`).
+
+    Removes the entry of `eio_sid` from `sio._binary_packet`, as python-socketio itself does
+    when that connection goes."""
+    sio._binary_packet.pop(eio_sid, None)
+
+
 def engineio_socket(sio: Any, sid: str, namespace: str) -> Any:
     """The Engine.IO socket (python-engineio's `AsyncSocket`) that carries the Socket.IO
     connection `sid` of `namespace`, or `None`.
@@ -246,6 +270,25 @@ def replace_engineio_connect(sio: Any, on_socket: Callable[[Any], None]) -> None
         return await next_connect(eio_sid, environ, *args)
 
     sio.eio.on("connect", handle_connect)
+
+
+def wrap_engineio_handler(
+    sio: Any, event: str, wrap: Callable[[Callable[..., Awaitable[Any]]], Callable[..., Any]]
+) -> None:
+    """Put `wrap(handler)` in the place of python-engineio's handler of `event` (`"message"`
+    or `"disconnect"`) for `sio`.
+
+    Reads `sio.eio.handlers[event]` (python-socketio's `sio._handle_eio_message` or
+    `_handle_eio_disconnect`, or what an earlier call put there), undocumented, and replaces it
+    through python-engineio's public `sio.eio.on(event, ...)`.
+    """
+    sio.eio.on(event, wrap(sio.eio.handlers[event]))
+
+
+def engineio_socket_of(sio: Any, eio_sid: str) -> Any:
+    """The Engine.IO socket of the Engine.IO sid `eio_sid`, or `None`. Reads `sio.eio.sockets`
+    (undocumented)."""
+    return sio.eio.sockets.get(eio_sid)
 
 
 def engineio_queue(socket: Any) -> Any:
@@ -329,15 +372,26 @@ def drop_queued(queue: Any, count: int) -> int:
     return dropped
 
 
-def close_socket(socket: Any, reason: str) -> Coroutine[Any, Any, Any]:
-    """A coroutine that closes the Engine.IO `socket` at once, sending it a CLOSE packet.
+def close_socket(socket: Any, reason: str, *, abort: bool = False) -> Coroutine[Any, Any, Any]:
+    """A coroutine that closes the Engine.IO `socket` at once, sending it a CLOSE packet (and,
+    with `abort`, closing its websocket without waiting for the client).
 
-    Calls `socket.close(wait=False, abort=False, reason=reason)` (python-engineio's
+    Calls `socket.close(wait=False, abort=abort, reason=reason)` (python-engineio's
     `AsyncSocket.close`, undocumented): the server's `disconnect` handlers run with `reason`,
     and it does not wait for the queue to drain.
     """
-    coro: Coroutine[Any, Any, Any] = socket.close(wait=False, abort=False, reason=reason)
+    coro: Coroutine[Any, Any, Any] = socket.close(wait=False, abort=abort, reason=reason)
     return coro
+
+
+def end_writer(socket: Any) -> None:
+    """Make the writer of the Engine.IO `socket` stop once it has sent what is queued: on a
+    websocket it then closes it, whatever the client does.
+
+    Puts python-engineio's end marker (`None`, undocumented) on `socket.queue`, as
+    python-engineio itself does when its reader ends.
+    """
+    socket.queue.put_nowait(None)
 
 
 def is_upgraded(socket: Any) -> bool:

@@ -54,9 +54,11 @@ from .._connection import REACHABLE, State, move
 from .._exceptions import Reject
 from .._transport import Transport
 from . import _internals
+from ._asgi import BodyLimit as BodyLimit
 from ._direct import DirectWriter, text_frame
+from ._inbound import Inbound
 
-__all__ = ["SocketIOTransport", "attach"]
+__all__ = ["BodyLimit", "SocketIOTransport", "attach"]
 
 
 def attach(app: App, sio: socketio.AsyncServer, namespace: str = "/") -> SocketIOTransport:
@@ -68,6 +70,7 @@ def attach(app: App, sio: socketio.AsyncServer, namespace: str = "/") -> SocketI
     sio.on("connect", transport._on_connect, namespace=namespace)
     sio.on("disconnect", transport._on_disconnect, namespace=namespace)
     _internals.replace_event_handler(sio, namespace, transport._on_event)
+    transport.inbound.install()
     if transport.fast_path:
         # Long-polling connections (how browsers' clients start by default) that upgrade to a
         # websocket can take the fast path once upgraded: each new Engine.IO socket gets its
@@ -116,6 +119,7 @@ class Peer:
 
     __slots__ = (
         "backlog",
+        "pending",
         "queue",
         "queue_length",
         "sid",
@@ -139,6 +143,15 @@ class Peer:
         self.backlog = backlog
         self.state = State.CONNECTING
         self.upgrade: dict[str, Any] | None = None
+        self.pending = 0
+        """Events received from it whose handling has not ended."""
+
+    def handled(self, task: object) -> None:
+        """One of its events has been handled."""
+        self.pending -= 1
+
+
+TOO_MANY_PENDING = {"code": "rate_limited", "message": "Too many events waiting: slow down."}
 
 
 class SocketIOTransport(Transport):
@@ -160,6 +173,8 @@ class SocketIOTransport(Transport):
         self.direct_writes = 0
         self._handling: set[asyncio.Task[None]] = set()
         self._peers: dict[str, Peer] = {}
+        self.inbound = Inbound(sio, app.limits, app.stats, self._reply_error, app.hub.clock)
+        """The checks on what clients send, before python-socketio keeps or parses it."""
 
     @property
     def fast_path(self) -> bool:
@@ -277,9 +292,22 @@ class SocketIOTransport(Transport):
             peer.writer = peer.upgrade = None
             peer.backlog.clear()
 
-    async def _on_event(self, eio_sid: str, ack_id: int | None, data: list[Any]) -> None:
+    async def _on_event(self, eio_sid: str, ack_id: int | None, data: Any) -> None:
         sid = _internals.session_id(self.sio, eio_sid, self.namespace)
-        if sid is None or not data:
+        if sid is None:
+            return
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            await self.inbound.malformed(eio_sid, data, "not an event", ack_id)
+            return
+        peer = self._peers.get(sid)
+        if peer is None:
+            return
+        max_pending = self.app.limits.max_pending
+        if max_pending is not None and peer.pending >= max_pending:
+            # What a connection has sent and the app has not handled is bounded: past it,
+            # an event is refused before it is kept.
+            self.app.stats.rate_limited += 1
+            await self._reply_error(eio_sid, self.namespace, ack_id, TOO_MANY_PENDING)
             return
         event, args = data[0], data[1:]
         payload = None if not args else args[0] if len(args) == 1 else list(args)
@@ -287,11 +315,27 @@ class SocketIOTransport(Transport):
         # Not awaited here: this runs in the connection's read loop, which must go on reading
         # (Engine.IO's pings among others) while a handler runs. Tasks start in the order the
         # events came, and the app's per-connection lock keeps that order.
+        peer.pending += 1
         task = asyncio.get_running_loop().create_task(
             self.app.hub.received(sid, event, payload, ack)
         )
         self._handling.add(task)
         task.add_done_callback(self._handling.discard)
+        task.add_done_callback(peer.handled)
+
+    async def _reply_error(
+        self, eio_sid: str, namespace: str, ack_id: int | None, error: dict[str, Any]
+    ) -> None:
+        """Tell a client that a packet of its failed: in the acknowledgement it asked for, or
+        else as the event `"error"` (when it is connected to this transport's namespace)."""
+        if namespace != self.namespace:
+            return
+        if ack_id is not None:
+            await _internals.send_ack(self.sio, eio_sid, namespace, ack_id, [{"error": error}])
+            return
+        sid = _internals.session_id(self.sio, eio_sid, namespace)
+        if sid is not None:
+            await self.app.emit(sid, "error", {**error, "event": None})
 
 
 class _Ack:

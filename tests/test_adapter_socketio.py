@@ -822,3 +822,32 @@ async def test_canary_end_writer() -> None:
     _internals.end_writer(socket)
     assert await socket.poll() == [a]
     assert await socket.poll() == []  # the writer ends
+
+
+async def test_canary_direct_write() -> None:
+    socket = engineio.async_socket.AsyncSocket(engineio_server(), "sid")
+    written: list[bytes] = []
+
+    class Transport:
+        def is_closing(self) -> bool:
+            return False
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+        def write(self, data: bytes) -> None:
+            written.append(data)
+
+    class Conn:
+        state = "open"
+
+    write = _internals.direct_write(socket, Conn(), Transport(), "open", 1024)
+    assert write is not None
+    assert write(b"a") is False  # no writer task waits on the queue
+    waiting = asyncio.ensure_future(socket.queue.get())
+    await anyio.wait_all_tasks_blocked()  # the getter is now parked on the queue
+    assert write(b"b") is True
+    socket.queue.put_nowait("pending")  # the getter is served: it holds a packet now
+    assert write(b"c") is False
+    assert await waiting == "pending"
+    assert written == [b"b"]

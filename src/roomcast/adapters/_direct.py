@@ -79,15 +79,13 @@ def text_frame(text: str) -> bytes:
 class DirectWriter:
     """Writes whole websocket frames to one connection, when that cannot reorder anything."""
 
-    __slots__ = ("_conn", "_idle", "_open", "_transport")
+    __slots__ = ("_transport", "write")
 
-    def __init__(
-        self, idle: Callable[[], bool], conn: Any, transport: Any, open_state: Any
-    ) -> None:
-        self._idle = idle
-        self._conn = conn
+    def __init__(self, write: Callable[[bytes], bool], transport: Any) -> None:
+        self.write = write
+        """`write(frame)`: write `frame` now and return True, or return False: it must take
+        the queue (made once per connection by `_internals.direct_write`)."""
         self._transport = transport
-        self._open = open_state
 
     @classmethod
     def of(cls, socket: Any, environ: Mapping[str, Any]) -> DirectWriter | None:
@@ -108,10 +106,10 @@ class DirectWriter:
             or not _internals.is_upgraded(socket)
         ):
             return None
-        idle = _internals.engineio_idle(socket)
-        if idle is None:
+        write = _internals.direct_write(socket, conn, transport, State.OPEN, MAX_BUFFERED)
+        if write is None:
             return None
-        return cls(idle, conn, transport, State.OPEN)
+        return cls(write, transport)
 
     def abort(self) -> None:
         """Close the connection's TCP socket at once, dropping what it holds unsent: for a
@@ -119,16 +117,3 @@ class DirectWriter:
         abort = getattr(self._transport, "abort", None)
         if callable(abort):
             abort()
-
-    def write(self, frame: bytes) -> bool:
-        """Write `frame` now and return True, or return False: it must take the queue."""
-        idle, transport = self._idle, self._transport
-        if (
-            idle()
-            and self._conn.state is self._open
-            and not transport.is_closing()
-            and transport.get_write_buffer_size() < MAX_BUFFERED
-        ):
-            transport.write(frame)
-            return True
-        return False

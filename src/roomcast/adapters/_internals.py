@@ -42,6 +42,7 @@ __all__ = [
     "UVICORN_SANSIO",
     "check_versions",
     "close_socket",
+    "direct_write",
     "drop_queued",
     "end_writer",
     "engineio_idle",
@@ -353,6 +354,46 @@ def engineio_idle(socket: Any) -> Callable[[], bool] | None:
         return False
 
     return idle
+
+
+def direct_write(
+    socket: Any, conn: Any, transport: Any, open_state: Any, max_buffered: int
+) -> Callable[[bytes], bool] | None:
+    """A function, made once per connection, that writes a websocket frame straight to
+    `transport` and returns True when nothing can be reordered by it, or returns False: the
+    Engine.IO `socket` is idle (see `engineio_idle`, whose checks it makes inline: this runs for
+    each receiver of a broadcast), the websockets `conn`'s `state` is `open_state`, and the
+    asyncio `transport` is not closing and holds fewer than `max_buffered` bytes unsent.
+    `None` when the socket's queue is not an `asyncio.Queue` as known here.
+
+    Reads what `engineio_idle` reads (the queue's `_getters` and `_queue`, `socket.closing`),
+    and calls the transport's public `is_closing`, `get_write_buffer_size` and `write`.
+    """
+    if engineio_idle(socket) is None:
+        return None
+    queue = socket.queue
+    getters, items = queue._getters, queue._queue
+    is_closing, buffered, write = (
+        transport.is_closing,
+        transport.get_write_buffer_size,
+        transport.write,
+    )
+
+    def write_now(frame: bytes) -> bool:
+        if (
+            getters
+            and not getters[-1].done()
+            and not items
+            and not socket.closing
+            and conn.state is open_state
+            and not is_closing()
+            and buffered() < max_buffered
+        ):
+            write(frame)
+            return True
+        return False
+
+    return write_now
 
 
 def drop_queued(queue: Any, count: int) -> int:

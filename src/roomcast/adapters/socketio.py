@@ -291,6 +291,13 @@ class SocketIOTransport(Transport):
             peer.state = move(peer.state, State.CLOSED)
             peer.writer = peer.upgrade = None
             peer.backlog.clear()
+            # The socket outlives its connection for a while (python-engineio's ping task
+            # holds it for up to a ping interval): what it would keep of the websocket, through
+            # the environ of its upgrade, goes now.
+            watch = _internals.upgrade_listener(peer.socket)
+            if isinstance(watch, _UpgradeWatch):
+                watch.environ = None
+                watch.peers = []
 
     async def _on_event(self, eio_sid: str, ack_id: int | None, data: Any) -> None:
         sid = _internals.session_id(self.sio, eio_sid, self.namespace)

@@ -71,8 +71,6 @@ class Connection:
     """The rooms it is in. Kept as they were once it is closing, for its disconnect hooks."""
     state: State = State.CONNECTING
     bucket: TokenBucket | None = None
-    handling: anyio.CancelScope | None = None
-    """The scope of the handler running for it, if any: cancelled when it closes."""
     # FIFO, and taken without a trip through the event loop when free.
     lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
 

@@ -42,6 +42,8 @@ def is_async(func: Callable[..., Any]) -> bool:
 def to_async(func: Callable[..., Any]) -> Endpoint:
     """`func` as an async callable: awaited on the event loop if it is async, else run in a
     worker thread."""
+    if inspect.iscoroutinefunction(func):
+        return func  # already what the app awaits: no wrapper on the hot path
     if is_async(func):
 
         async def call(*args: Any) -> Any:

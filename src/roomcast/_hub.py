@@ -125,7 +125,9 @@ class Hub:
     async def received(self, sid: str, event: str, data: Any, ack: Ack | None) -> None:
         """Run the handler of `event` for `sid`; `ack` is `None` when none was asked for.
 
-        Events of one connection run one at a time, in the order this is called.
+        Events of one connection run one at a time, in the order this is called. A transport
+        cancels the call still running for a connection that closes (before it calls
+        `closed`), as Phoenix ends a channel's process: both of roomcast's transports do.
         """
         conn = self.index.connections.get(sid)
         if conn is None:
@@ -144,23 +146,21 @@ class Hub:
         async with conn.lock:
             if not conn.reachable:
                 return
-            with anyio.CancelScope() as conn.handling:  # cancelled if the connection closes
-                request = Request(self, conn, event, data, ack)
-                try:
-                    endpoint = self.router.endpoint(event) if isinstance(event, str) else None
-                    if endpoint is None:
-                        raise UnknownEvent(f"No route handles the event {event!r}.")
-                    result = await endpoint(request)
-                    if result is not None:
-                        await request.respond(result)
-                except EventError as exc:
-                    await request.fail(exc.code, str(exc))
-                except Exception:
-                    logger.exception("The handler of %r failed (sid %s)", event, sid)
-                    await request.fail("internal", INTERNAL_ERROR_MESSAGE)
-                # A client that asked for an acknowledgement always gets one.
-                await request.respond(None)
-            conn.handling = None
+            request = Request(self, conn, event, data, ack)
+            try:
+                endpoint = self.router.endpoint(event) if isinstance(event, str) else None
+                if endpoint is None:
+                    raise UnknownEvent(f"No route handles the event {event!r}.")
+                result = await endpoint(request)
+                if result is not None:
+                    await request.respond(result)
+            except EventError as exc:
+                await request.fail(exc.code, str(exc))
+            except Exception:
+                logger.exception("The handler of %r failed (sid %s)", event, sid)
+                await request.fail("internal", INTERNAL_ERROR_MESSAGE)
+            # A client that asked for an acknowledgement always gets one.
+            await request.respond(None)
 
     async def closed(self, sid: str) -> None:
         """The connection `sid` closed: run the disconnect hooks, then forget it."""
@@ -169,16 +169,13 @@ class Hub:
             await self._end(conn, hooks=True)
 
     async def _end(self, conn: Connection, *, hooks: bool) -> None:
-        """Close `conn`: it receives nothing from now on, the handler still running for it
-        is cancelled (as Phoenix ends a channel's process), its disconnect hooks run to the
+        """Close `conn`: it receives nothing from now on, its disconnect hooks run to the
         end (it is still in its rooms for them), then it leaves every room, here and in the
         backend, whatever happens to the caller."""
         if not conn.reachable:
             return  # already closing
         conn.move(State.CLOSING)
         rooms = self.index.detach(conn)
-        if conn.handling is not None:
-            conn.handling.cancel()
         with anyio.CancelScope(shield=True):
             try:
                 if hooks:

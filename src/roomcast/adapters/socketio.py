@@ -119,12 +119,12 @@ class Peer:
 
     __slots__ = (
         "backlog",
-        "pending",
         "queue",
         "queue_length",
         "sid",
         "socket",
         "state",
+        "tasks",
         "upgrade",
         "writer",
     )
@@ -143,12 +143,8 @@ class Peer:
         self.backlog = backlog
         self.state = State.CONNECTING
         self.upgrade: dict[str, Any] | None = None
-        self.pending = 0
-        """Events received from it whose handling has not ended."""
-
-    def handled(self, task: object) -> None:
-        """One of its events has been handled."""
-        self.pending -= 1
+        self.tasks: set[asyncio.Task[None]] = set()
+        """The tasks handling its events (one runs, the others wait their turn)."""
 
 
 TOO_MANY_PENDING = {"code": "rate_limited", "message": "Too many events waiting: slow down."}
@@ -291,6 +287,12 @@ class SocketIOTransport(Transport):
             peer.state = move(peer.state, State.CLOSED)
             peer.writer = peer.upgrade = None
             peer.backlog.clear()
+            # Its events' handlers are cancelled, as Phoenix ends a channel's process, but
+            # for one that closed its own connection (it finishes, as it would anyway).
+            current = asyncio.current_task()
+            for task in peer.tasks:
+                if task is not current:
+                    task.cancel()
             # The socket outlives its connection for a while (python-engineio's ping task
             # holds it for up to a ping interval): what it would keep of the websocket, through
             # the environ of its upgrade, goes now.
@@ -310,7 +312,7 @@ class SocketIOTransport(Transport):
         if peer is None:
             return
         max_pending = self.app.limits.max_pending
-        if max_pending is not None and peer.pending >= max_pending:
+        if max_pending is not None and len(peer.tasks) >= max_pending:
             # What a connection has sent and the app has not handled is bounded: past it,
             # an event is refused before it is kept.
             self.app.stats.rate_limited += 1
@@ -322,13 +324,11 @@ class SocketIOTransport(Transport):
         # Not awaited here: this runs in the connection's read loop, which must go on reading
         # (Engine.IO's pings among others) while a handler runs. Tasks start in the order the
         # events came, and the app's per-connection lock keeps that order.
-        peer.pending += 1
         task = asyncio.get_running_loop().create_task(
             self.app.hub.received(sid, event, payload, ack)
         )
-        self._handling.add(task)
-        task.add_done_callback(self._handling.discard)
-        task.add_done_callback(peer.handled)
+        peer.tasks.add(task)
+        task.add_done_callback(peer.tasks.discard)
 
     async def _reply_error(
         self, eio_sid: str, namespace: str, ack_id: int | None, error: dict[str, Any]

@@ -124,6 +124,8 @@ class TestClient:
         self._received: collections.deque[_codec.Encoded] = collections.deque()
         self._backlog = Backlog(app.limits, max_buffered)
         self._arrived: anyio.Event | None = None
+        self._handling: anyio.CancelScope | None = None
+        self._events_task: int | None = None
 
     @property
     def connected(self) -> bool:
@@ -260,10 +262,12 @@ class TestClient:
         await self._events.send((event, data, ack_id))
 
     async def _run_events(self) -> None:
-        async with self._events_out:
-            async for event, data, ack_id in self._events_out:
-                ack = None if ack_id is None else _Ack(self, ack_id)
-                await self.app.hub.received(self.sid, event, data, ack)
+        self._events_task = anyio.get_current_task().id
+        with anyio.CancelScope() as self._handling:  # cancelled when the connection closes
+            async with self._events_out:
+                async for event, data, ack_id in self._events_out:
+                    ack = None if ack_id is None else _Ack(self, ack_id)
+                    await self.app.hub.received(self.sid, event, data, ack)
 
     def _acknowledge(self, ack_id: int, encoded: _codec.Encoded) -> None:
         if self._state is not State.OPEN:
@@ -285,6 +289,10 @@ class TestClient:
         self._transport.clients.pop(self.sid, None)
         self._wake()
         self._events.close()
+        # The handler still running is cancelled, as over Socket.IO, but for one that closed
+        # its own connection (it finishes, as it would anyway).
+        if self._handling is not None and anyio.get_current_task().id != self._events_task:
+            self._handling.cancel()
         for arrived, payload in self._acks.values():
             if not arrived.is_set():
                 payload.append(_CLOSED)

@@ -12,6 +12,8 @@ class Transport(ABC):
 
     A transport calls the app's core, `app.hub` (`opened`, `received`, `closed`), as its
     connections come, send events and go; the core calls these methods back to reach them.
+    When a connection closes, the transport cancels the `received` call still running for it
+    (but for one that closed its own connection), then calls `closed`.
     """
 
     @abstractmethod

@@ -851,3 +851,29 @@ async def test_canary_direct_write() -> None:
     assert write(b"c") is False
     assert await waiting == "pending"
     assert written == [b"b"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_canary_refuse_off_asyncio() -> None:
+    # python-socketio's ASGI app hands every Engine.IO request to the server's handle_request.
+    source = inspect.getsource(engineio.async_drivers.asgi.ASGIApp.__call__)
+    assert "self.engineio_server.handle_request(" in source
+    server = socketio.AsyncServer(async_mode="asgi")
+    attach(App(), server)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/socket.io/",
+        "query_string": b"EIO=4&transport=polling",
+        "headers": [],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    # Under trio: refused at once, saying why, instead of failing deep in python-engineio.
+    with pytest.raises(RuntimeError, match="runs on asyncio only"):
+        await socketio.ASGIApp(server)(scope, receive, send)

@@ -229,31 +229,6 @@ async def test_a_client_that_disconnects_mid_handler_leaves_no_trace() -> None:
     assert not finished.is_set()
 
 
-async def test_a_handler_still_running_is_cancelled_when_its_connection_closes() -> None:
-    app = App()
-    started, cancelled, hook_ran = anyio.Event(), anyio.Event(), anyio.Event()
-
-    @app.route("wait")
-    async def wait(req: Request) -> None:
-        started.set()
-        try:
-            await anyio.sleep_forever()
-        finally:
-            cancelled.set()
-
-    @app.on_disconnect
-    async def bye(req: Request) -> None:
-        hook_ran.set()
-
-    with anyio.fail_after(5):
-        async with TestClient(app) as alice:
-            await alice.emit("wait")
-            await started.wait()
-            await alice.disconnect()
-            await cancelled.wait()
-        assert hook_ran.is_set()
-
-
 async def test_server_side_disconnect() -> None:
     app = App()
 

@@ -15,7 +15,7 @@ the members it was made from and is dropped by the same method that changes them
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Set
+from collections.abc import Collection, Iterable, Iterator, Set
 from typing import Any
 
 from ._connection import Connection
@@ -93,7 +93,7 @@ class Members:
     def __len__(self) -> int:
         return len(self._conns)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Connection]:
         return iter(self._conns.values())
 
 

@@ -23,6 +23,7 @@ warning on the `roomcast` logger, when uvicorn or websockets is.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import logging
@@ -55,6 +56,7 @@ __all__ = [
     "is_upgraded",
     "pending_binary",
     "queue_length",
+    "refuse_off_asyncio",
     "replace_engineio_connect",
     "replace_event_handler",
     "send_ack",
@@ -177,6 +179,29 @@ def replace_event_handler(sio: Any, namespace: str, handle: EventHandler) -> Non
             await handle(eio_sid, ack_id, data)
 
     sio._handle_event = handle_event
+
+
+def refuse_off_asyncio(sio: Any) -> None:
+    """Make every request `sio` is asked to handle fail at once, with a clear message, when
+    it does not run on asyncio (under trio, python-engineio otherwise fails deep inside).
+
+    Replaces `sio.handle_request` (python-socketio's public entry point, which ASGI apps call
+    for each request) with an instance attribute that checks for a running asyncio loop,
+    then awaits the method it replaces.
+    """
+    handle: Callable[..., Awaitable[Any]] = sio.handle_request
+
+    async def handle_request(*args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "python-socketio's server, and roomcast's Socket.IO adapter with it, runs on "
+                "asyncio only: serve it with an asyncio ASGI server such as uvicorn."
+            ) from None
+        return await handle(*args, **kwargs)
+
+    sio.handle_request = handle_request
 
 
 async def send_ack(sio: Any, eio_sid: str, namespace: str, ack_id: int, args: list[Any]) -> None:

@@ -70,6 +70,7 @@ def attach(app: App, sio: socketio.AsyncServer, namespace: str = "/") -> SocketI
     sio.on("connect", transport._on_connect, namespace=namespace)
     sio.on("disconnect", transport._on_disconnect, namespace=namespace)
     _internals.replace_event_handler(sio, namespace, transport._on_event)
+    _internals.refuse_off_asyncio(sio)
     transport.inbound.install()
     if transport.fast_path:
         # Long-polling connections (how browsers' clients start by default) that upgrade to a

@@ -1,8 +1,8 @@
 """Every internal of another library that the Socket.IO adapter relies on, in one place.
 
-`socketio.py` and `_direct.py` reach python-socketio, python-engineio, uvicorn, websockets and
-asyncio through the public APIs of those libraries and through the functions below, nothing
-else. Each function's docstring says what it reads, calls, wraps or replaces;
+`socketio.py`, `_direct.py` and `_inbound.py` reach python-socketio, python-engineio, uvicorn,
+websockets and asyncio through the public APIs of those libraries and through the functions
+below, nothing else. Each function's docstring says what it reads, calls, wraps or replaces;
 `tests/test_adapter_socketio.py` has a canary per function, which fails when what it relies on
 disappears or changes shape.
 
@@ -13,7 +13,12 @@ What is replaced, all on the objects `attach` is given or creates, never on a cl
 - the Engine.IO `connect` handler, `sio.eio.handlers["connect"]`, wrapped
   (`replace_engineio_connect`), only while the fast path is on;
 - `_upgrade_websocket` of each new Engine.IO socket, an instance attribute that stands for the
-  class's method (`watch_upgrade`), only while the fast path is on.
+  class's method (`watch_upgrade`), only while the fast path is on;
+- the Engine.IO `message` and `disconnect` handlers, `sio.eio.handlers[...]`, wrapped
+  (`wrap_engineio_handler`), so that what a client sends is checked before python-socketio
+  keeps or parses it (`_inbound.py`);
+- `sio.handle_request`, an instance attribute over python-socketio's public method that first
+  refuses a request not served on asyncio (`refuse_off_asyncio`).
 
 Internals change without notice, so the adapter runs only with the releases it is tested with:
 `check_versions()`, called when a transport is made (`attach`), raises `RuntimeError` when

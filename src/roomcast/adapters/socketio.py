@@ -12,7 +12,7 @@ of uvicorn, websockets and asyncio), all reached through `_internals.py`, whose 
 what each reads, calls, wraps or replaces; `attach` refuses python-socketio and python-engineio
 releases it is not tested with, and turns the fast path off, with a warning, for untested
 uvicorn and websockets releases (`SocketIOTransport.fast_path`). On the server it is given, and
-on the Engine.IO sockets that server makes, the adapter replaces three things:
+on the Engine.IO sockets that server makes, the adapter replaces these things:
 
 - the server's `_handle_event` (an instance attribute over python-socketio's method): the events
   of this namespace, with the id of the acknowledgement the client asked for, come to the
@@ -23,12 +23,18 @@ on the Engine.IO sockets that server makes, the adapter replaces three things:
   wrapped: it first watches each new socket's upgrade, then runs python-socketio's;
 - while the fast path is on, each new Engine.IO socket's `_upgrade_websocket(environ)`: an
   instance attribute that stands for the class's method, to learn the environ of the websocket
-  a long-polling connection (browsers' default) upgrades to, and give it the fast path.
+  a long-polling connection (browsers' default) upgrades to, and give it the fast path;
+- the Engine.IO `message` and `disconnect` handlers, wrapped, so that what a client sends is
+  checked before python-socketio keeps or parses it (`_inbound.py`: attachments counted,
+  malformed packets answered and logged once);
+- the server's `handle_request`, wrapped, so that a request not served on asyncio fails at
+  once, saying so.
 
 A broadcast is encoded once into Engine.IO packets (through the server's `packet_class`) and put
 straight on each receiver's Engine.IO queue, with no task or coroutine per receiver; that queue
-is also where `Limits.max_queued` is enforced: a receiver whose queue is full is disconnected
-(its socket closed without waiting) or loses its oldest packets.
+is also where `Limits.max_queued` and `Limits.max_queued_bytes` are enforced (each peer's
+`Backlog`): a receiver whose queue is full is disconnected (its socket closed without waiting)
+or loses its oldest packets.
 
 The fast path: under uvicorn's websockets-sansio protocol, a broadcast is also framed once as a
 websocket text frame, and written straight to each receiver's transport whenever nothing is

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def test_the_core_imports_neither_socketio_nor_redis() -> None:
     code = (
@@ -50,3 +52,25 @@ def test_no_import_circle_in_the_package() -> None:
         tuple(TopologicalSorter(graph).static_order())
     except CycleError as exc:
         raise AssertionError(f"an import circle: {exc.args[1]}") from None
+
+
+@pytest.mark.parametrize(
+    ("module", "missing", "extra"),
+    [
+        ("roomcast.adapters.socketio", "socketio", "roomcast[socketio]"),
+        ("roomcast.adapters.socketio", "engineio", "roomcast[socketio]"),
+        ("roomcast.backends.redis", "redis", "roomcast[redis]"),
+    ],
+)
+def test_a_missing_extra_is_named_with_how_to_install_it(
+    module: str, missing: str, extra: str
+) -> None:
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None\n"
+        f"try:\n    import {module}\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert f"pip install '{extra}'" in result.stdout, result.stdout

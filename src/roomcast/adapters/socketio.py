@@ -51,8 +51,14 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-import socketio
-import socketio.exceptions
+try:
+    import socketio
+    import socketio.exceptions
+except ImportError as exc:
+    raise ImportError(
+        f"roomcast.adapters.socketio needs python-socketio ({exc.name} is missing): "
+        "pip install 'roomcast[socketio]'"
+    ) from exc
 
 from .._app import App
 from .._backlog import SHED, Backlog

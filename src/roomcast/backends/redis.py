@@ -46,8 +46,15 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-import redis.asyncio as aioredis
-import redis.exceptions
+
+try:
+    import redis.asyncio as aioredis
+    import redis.exceptions
+except ImportError as exc:
+    raise ImportError(
+        f"roomcast.backends.redis needs redis-py ({exc.name} is missing): "
+        "pip install 'roomcast[redis]'"
+    ) from exc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry

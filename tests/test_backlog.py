@@ -56,3 +56,12 @@ def test_what_the_writer_took_is_uncounted() -> None:
 def test_a_count_given_by_the_transport_wins() -> None:
     backlog = Backlog(Limits(max_queued=1_000), max_count=2)
     assert [backlog.admit(1) for _ in range(3)] == [0, 0, SHED]
+
+
+def test_an_entry_taken_out_of_order_is_uncounted() -> None:
+    backlog = Backlog(Limits(max_queued=None, max_queued_bytes=100))
+    for size in (10, 20, 30):
+        backlog.admit(size)
+    backlog.taken_at(1)
+    assert list(backlog.sizes) == [10, 30]
+    assert backlog.bytes == 40

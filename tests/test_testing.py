@@ -247,3 +247,67 @@ async def test_drain_takes_what_is_waiting_without_waiting() -> None:
         await client.call("flood", 3)
         assert client.drain() == [Message("n", 0), Message("n", 1), Message("n", 2)]
         assert client.drain() == []
+
+
+async def test_receive_an_event_by_name_stepping_over_the_others() -> None:
+    app = App()
+
+    @app.route("mixed")
+    async def mixed(req: Request) -> None:
+        for name in ("tick", "tick", "answer", "tick"):
+            await req.emit(name, name)
+
+    async with TestClient(app) as client:
+        await client.emit("mixed")
+        assert await client.receive("answer") == Message("answer", "answer")
+        # What was stepped over waits, in order.
+        assert [(await client.receive()).event for _ in range(3)] == ["tick"] * 3
+        with pytest.raises(TimeoutError):
+            await client.receive("answer", timeout=0.05)
+
+
+async def test_a_named_receive_waits_for_its_event_to_come() -> None:
+    app = App()
+
+    @app.route("later")
+    async def later(req: Request) -> None:
+        await req.emit("tick")
+        await req.emit("answer", 42)
+
+    async with TestClient(app) as client:
+        async with anyio.create_task_group() as tg:
+            got: list[Message] = []
+
+            async def wait() -> None:
+                got.append(await client.receive("answer"))
+
+            tg.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()  # it waits before anything came
+            await client.emit("later")
+        assert got == [Message("answer", 42)]
+        assert client.drain() == [Message("tick", None)]
+
+
+async def test_expect_nothing_waits_for_the_app_not_for_time() -> None:
+    app = App()
+    release = anyio.Event()
+
+    @app.route("quiet")
+    async def quiet(req: Request) -> None:
+        await release.wait()
+
+    @app.route("loud")
+    async def loud(req: Request) -> None:
+        await anyio.lowlevel.checkpoint()  # the event comes after a trip through the loop
+        await req.emit("noise", 1)
+
+    async with TestClient(app) as client:
+        await client.emit("quiet")
+        await client.expect_nothing()
+        await client.emit("loud")  # queued behind "quiet": nothing can come yet
+        await client.expect_nothing()
+        release.set()
+        with pytest.raises(AssertionError, match="noise"):
+            await client.expect_nothing()
+        await client.expect_nothing("other")  # only events of that name count
+        assert (await client.receive()).event == "noise"  # still waiting to be read

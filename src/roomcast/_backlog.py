@@ -61,6 +61,11 @@ class Backlog:
         for _ in range(min(count, len(sizes))):
             self.bytes -= sizes.popleft()
 
+    def taken_at(self, index: int) -> None:
+        """The reader took the entry at `index` (0 is the oldest), out of order."""
+        self.bytes -= self.sizes[index]
+        del self.sizes[index]
+
     def settle(self, waiting: int) -> None:
         """Only `waiting` entries are still queued: the writer took the others (the oldest)."""
         excess = len(self.sizes) - waiting

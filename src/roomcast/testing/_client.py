@@ -197,23 +197,54 @@ class TestClient:
             raise ConnectionClosed("The connection closed before the acknowledgement came.")
         return payload[0]
 
-    async def receive(self, *, timeout: float = 5.0) -> Message:
-        """The next event the app sent this client.
+    async def receive(self, event: str | None = None, *, timeout: float = 5.0) -> Message:
+        """The next event the app sent this client; with `event`, the next one of that name,
+        leaving the others waiting, in order, for later calls (to step over periodic events).
 
         Raises `TimeoutError` when none arrives in `timeout` seconds, and `ConnectionClosed`
         once the connection is closed and every event sent before was received.
         """
         with anyio.fail_after(timeout):
             await anyio.lowlevel.checkpoint()
-            while not self._received:
+            while (index := self._find(event)) is None:
                 if self._state not in REACHABLE:
                     raise ConnectionClosed("The connection is closed.")
                 if self._arrived is None:
                     self._arrived = anyio.Event()
                 await self._arrived.wait()
-        self._backlog.taken()
-        event, data = _codec.decode(self._received.popleft())
-        return Message(event, data)
+        if index == 0:
+            self._backlog.taken()
+            encoded = self._received.popleft()
+        else:
+            self._backlog.taken_at(index)
+            encoded = self._received[index]
+            del self._received[index]
+        return Message(*_codec.decode(encoded))
+
+    def _find(self, event: str | None) -> int | None:
+        """Where the next event named `event` (any, for `None`) waits in the inbox."""
+        if not self._received:
+            return None
+        if event is None:
+            return 0
+        for index, encoded in enumerate(self._received):
+            if _codec.decode(encoded)[0] == event:
+                return index
+        return None
+
+    async def expect_nothing(self, event: str | None = None) -> None:
+        """Assert that no event (or none named `event`) has come, once everything the app is
+        doing in this process has run as far as it can (`anyio.wait_all_tasks_blocked`): no
+        fixed sleep. What is in flight elsewhere (another process, Redis) is not waited for.
+
+        Raises `AssertionError` naming what came; what came stays waiting to be received.
+        """
+        await anyio.wait_all_tasks_blocked()
+        came = [Message(*_codec.decode(encoded)) for encoded in self._received]
+        if event is not None:
+            came = [message for message in came if message.event == event]
+        if came:
+            raise AssertionError(f"{self.sid} received {came!r}")
 
     def drain(self) -> list[Message]:
         """Every event received and not read yet, without waiting (an empty list if none)."""

@@ -9,6 +9,7 @@ def test_public_surface() -> None:
         "App",
         "BackendRefused",
         "BackendUnavailable",
+        "CallNext",
         "ConnectionClosed",
         "ConnectionRejected",
         "EventError",

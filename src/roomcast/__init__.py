@@ -18,6 +18,7 @@ from ._exceptions import RouteConflict as RouteConflict
 from ._exceptions import TooLarge as TooLarge
 from ._exceptions import TooManyRooms as TooManyRooms
 from ._exceptions import UnknownEvent as UnknownEvent
+from ._hub import CallNext as CallNext
 from ._limits import Limits as Limits
 from ._limits import Stats as Stats
 from ._request import Ack as Ack
@@ -31,6 +32,7 @@ __all__ = [
     "App",
     "BackendRefused",
     "BackendUnavailable",
+    "CallNext",
     "ConnectionClosed",
     "ConnectionRejected",
     "EventError",

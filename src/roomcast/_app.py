@@ -10,8 +10,9 @@ from typing import Any, TypeVar, overload
 
 import anyio
 
-from ._handlers import to_async
-from ._hub import Hub
+from ._exceptions import RouteConflict
+from ._handlers import is_async, to_async
+from ._hub import Hub, Middleware
 from ._limits import Limits, Stats
 from ._message import Outgoing, Target
 from ._request import Request
@@ -24,6 +25,7 @@ HookT = TypeVar("HookT", bound=Handler)
 Guard = Callable[[Request, str], Awaitable[bool] | bool]
 """A room guard: `guard(req, room)` returns whether `req`'s sender may join `room`."""
 GuardT = TypeVar("GuardT", bound=Guard)
+MiddlewareT = TypeVar("MiddlewareT", bound=Middleware)
 
 
 class App:
@@ -120,6 +122,26 @@ class App:
             return decorator
         self.hub.guards.append((pattern, to_async(guard)))
         return None
+
+    def middleware(self, middleware: MiddlewareT) -> MiddlewareT:
+        """Register `async def middleware(req, call_next)`, run around every event's handler
+        (the first registered outermost). `await call_next()` runs the rest and returns the
+        handler's result; a middleware may return a value of its own instead (the
+        acknowledgement), or raise an `EventError` to refuse the event. Unknown events go
+        through it too: `call_next()` then raises `UnknownEvent`.
+        """
+        if not is_async(middleware):
+            raise TypeError(f"A middleware must be an async function: {middleware!r}")
+        self.hub.middleware.append(middleware)
+        return middleware
+
+    def fallback(self, handler: HandlerT) -> HandlerT:
+        """Register the handler of events that no route names (instead of `unknown_event`);
+        `req.event` is the name the client sent. One per app."""
+        if self.hub.fallback is not None:
+            raise RouteConflict("The app already has a fallback handler.")
+        self.hub.fallback = to_async(handler)
+        return handler
 
     def check_room_name(self, name: Any) -> str:
         """Return `name` if it is a valid room name here, else raise `InvalidRoomName`."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Callable, Collection, Mapping, Set
+from collections.abc import Awaitable, Callable, Collection, Mapping, Set
 from typing import Any
 
 import anyio
@@ -46,6 +46,11 @@ logger = logging.getLogger("roomcast")
 
 INTERNAL_ERROR_MESSAGE = "Internal server error."
 
+CallNext = Callable[[], Awaitable[Any]]
+"""What a middleware calls to run the rest of the chain; it returns the handler's result."""
+Middleware = Callable[[Request, CallNext], Awaitable[Any]]
+"""`async def middleware(req, call_next)`: runs around every event's handler."""
+
 
 class Hub:
     """What transports call as connections come, send events and go (`app.hub`)."""
@@ -70,6 +75,8 @@ class Hub:
         self.connect_hooks: list[Endpoint] = []
         self.disconnect_hooks: list[Endpoint] = []
         self.guards: list[tuple[str, Endpoint]] = []
+        self.middleware: list[Middleware] = []
+        self.fallback: Endpoint | None = None
         backend.bind(self)
 
     # -- what transports call ------------------------------------------------------------------
@@ -148,10 +155,10 @@ class Hub:
                 return
             request = Request(self, conn, event, data, ack)
             try:
-                endpoint = self.router.endpoint(event) if isinstance(event, str) else None
-                if endpoint is None:
-                    raise UnknownEvent(f"No route handles the event {event!r}.")
-                result = await endpoint(request)
+                if self.middleware:
+                    result = await self._through_middleware(request, 0)
+                else:
+                    result = await self._handle(request)
                 if result is not None:
                     await request.respond(result)
             except EventError as exc:
@@ -161,6 +168,24 @@ class Hub:
                 await request.fail("internal", INTERNAL_ERROR_MESSAGE)
             # A client that asked for an acknowledgement always gets one.
             await request.respond(None)
+
+    async def _handle(self, request: Request) -> Any:
+        """Run the handler of `request`'s event: its route's, else the fallback."""
+        event = request.event
+        endpoint = self.router.endpoint(event) if isinstance(event, str) else None
+        if endpoint is None:
+            endpoint = self.fallback
+            if endpoint is None:
+                raise UnknownEvent(f"No route handles the event {event!r}.")
+        return await endpoint(request)
+
+    async def _through_middleware(self, request: Request, index: int) -> Any:
+        """Run middleware `index` around the rest of the chain, the handler innermost."""
+        if index == len(self.middleware):
+            return await self._handle(request)
+        return await self.middleware[index](
+            request, lambda: self._through_middleware(request, index + 1)
+        )
 
     async def closed(self, sid: str) -> None:
         """The connection `sid` closed: run the disconnect hooks, then forget it."""
@@ -259,4 +284,4 @@ class Hub:
         return self.index.connections.keys()
 
 
-__all__ = ["INTERNAL_ERROR_MESSAGE", "Hub"]
+__all__ = ["INTERNAL_ERROR_MESSAGE", "CallNext", "Hub", "Middleware"]

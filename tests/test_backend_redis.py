@@ -390,3 +390,14 @@ async def test_on_trio_the_backend_refuses_at_once(prefix: str) -> None:
     with pytest.raises(RuntimeError, match="asyncio only"):
         async with app:
             pytest.fail("started")
+
+
+async def test_a_script_with_no_transport_reaches_the_cluster(prefix: str) -> None:
+    async with make_app(REDIS_URL, prefix) as server, TestClient(server) as member:
+        await member.call("join", ["lobby"])
+        async with App(backend=RedisBackend(REDIS_URL, prefix=prefix)) as script:
+            await script.room("lobby").broadcast("announce", "from a script")
+            await script.emit(member.sid, "direct", "just you")
+        # Leaving the script's app sent what was waiting; it arrives in order.
+        assert (await member.receive()).data == "from a script"
+        assert (await member.receive()).data == "just you"

@@ -28,6 +28,8 @@ a `ValueError`).
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BackendRefused",
     "BackendUnavailable",
@@ -53,9 +55,14 @@ class RoomcastError(Exception):
 
 
 class EventError(RoomcastError):
-    """Raised when an event cannot be handled; the sender gets `code` and the message."""
+    """Raised when an event cannot be handled; the sender gets `code` and the message (and
+    `details`, when given: a list of JSON-able items, such as where a payload failed)."""
 
     code = "event_error"
+
+    def __init__(self, message: str = "", *, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class UnknownEvent(EventError):

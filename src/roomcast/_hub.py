@@ -162,7 +162,7 @@ class Hub:
                 if result is not None:
                     await request.respond(result)
             except EventError as exc:
-                await request.fail(exc.code, str(exc))
+                await request.fail(exc.code, str(exc), exc.details)
             except Exception:
                 logger.exception("The handler of %r failed (sid %s)", event, sid)
                 await request.fail("internal", INTERNAL_ERROR_MESSAGE)

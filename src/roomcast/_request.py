@@ -129,13 +129,17 @@ class Request:
             raise UnknownEvent(f"No route handles the event {event!r}.")
         return await endpoint(self)
 
-    async def fail(self, code: str, message: str) -> None:
+    async def fail(self, code: str, message: str, details: list[Any] | None = None) -> None:
         """Tell the sender this event failed: in the acknowledgement if it asked for one,
-        else as the event `"error"` with `{code, message, event}`."""
+        else as the event `"error"` with `{code, message, event}`; `details`, when given,
+        go with them."""
+        error: dict[str, Any] = {"code": code, "message": message}
+        if details is not None:
+            error["details"] = details
         if self.wants_response:
-            await self.respond({"error": {"code": code, "message": message}})
+            await self.respond({"error": error})
         else:
-            await self.emit("error", {"code": code, "message": message, "event": self.event})
+            await self.emit("error", {**error, "event": self.event})
 
     def __repr__(self) -> str:
         return f"<Request event={self.event!r} sid={self._conn.sid!r}>"

@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 from ._exceptions import InvalidRoute, RouteConflict
 from ._handlers import Endpoint, to_async
+from ._typed import typed_endpoint
 
 if TYPE_CHECKING:
-    from ._request import Request
+    pass
 
-Handler: TypeAlias = Callable[["Request"], Awaitable[Any]] | Callable[["Request"], Any]
-"""A route handler: `async def handler(req)` or plain `def handler(req)`."""
+Handler: TypeAlias = Callable[..., Awaitable[Any]] | Callable[..., Any]
+"""A route handler: `async def handler(req)` or plain `def handler(req)`, or with a typed
+payload as its second parameter: `async def handler(req, msg: ChatMessage)`."""
 
 Routes: TypeAlias = Mapping[str, "Handler | Routes"]
 """express.io's nested routes: `{"create": f, "update": g}`, nested as deep as needed."""
@@ -102,4 +104,6 @@ class Router:
         if event in self._handlers:
             raise RouteConflict(f"The event {event!r} already has a handler.")
         self._handlers[event] = handler
-        self._endpoints[event] = endpoint if endpoint is not None else to_async(handler)
+        if endpoint is None:
+            endpoint = typed_endpoint(handler) or to_async(handler)
+        self._endpoints[event] = endpoint

@@ -557,7 +557,7 @@ def test_the_extras_carry_the_tested_bounds() -> None:
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    requirements = extras["socketio"] + extras["example"]
+    requirements = extras["socketio"] + extras["server"]
     for distribution, (low, high) in _internals.TESTED.items():
         (requirement,) = [r for r in requirements if re.match(rf"{distribution}\b(?!-)", r)]
         lower = re.search(r">=([\d.]+)", requirement)

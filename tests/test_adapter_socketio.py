@@ -877,3 +877,42 @@ async def test_canary_refuse_off_asyncio() -> None:
     # Under trio: refused at once, saying why, instead of failing deep in python-engineio.
     with pytest.raises(RuntimeError, match="runs on asyncio only"):
         await socketio.ASGIApp(server)(scope, receive, send)
+
+
+@pytest.mark.parametrize("transports", [("websocket",), ("polling",)])
+async def test_what_connect_hooks_send_follows_the_connect_reply(
+    transports: tuple[str, ...],
+) -> None:
+    app = App()
+
+    @app.on_connect
+    async def welcome(req: Request) -> None:
+        await req.emit("welcome", "hello")
+        await app.room("lobby").broadcast("lobby", "someone came")  # none yet: nobody
+        await req.join("lobby")
+        await app.room("lobby").broadcast("lobby", "you are in")
+
+    # A short ping interval: a long-polling client's disconnect waits for its pending poll.
+    sio = socketio.AsyncServer(async_mode="asgi", ping_interval=0.5, ping_timeout=1)
+    attach(app, sio)
+    seen: list[str] = []
+    both = asyncio.Event()
+    client = socketio.AsyncClient()
+
+    @client.event
+    async def connect() -> None:
+        seen.append("connect")
+
+    @client.on("*")
+    async def anything(event: str, data: Any) -> None:
+        seen.append(f"{event}: {data}")
+        if len(seen) == 3:
+            both.set()
+
+    async with serve(socketio.ASGIApp(sio)) as base:
+        await client.connect(base, transports=list(transports))
+        try:
+            await asyncio.wait_for(both.wait(), 5)
+        finally:
+            await client.disconnect()
+    assert seen == ["connect", "welcome: hello", "lobby: you are in"]

@@ -132,6 +132,7 @@ class Peer:
 
     __slots__ = (
         "backlog",
+        "held",
         "queue",
         "queue_length",
         "sid",
@@ -156,6 +157,8 @@ class Peer:
         self.backlog = backlog
         self.state = State.CONNECTING
         self.upgrade: dict[str, Any] | None = None
+        self.held: list[tuple[list[Any], list[int]]] = []
+        """What was sent to it while it was connecting, until the connect reply has gone."""
         self.tasks: set[asyncio.Task[None]] = set()
         """The tasks handling its events (one runs, the others wait their turn)."""
 
@@ -213,27 +216,53 @@ class SocketIOTransport(Transport):
             if writer is not None and frame is not None and writer.write(frame):
                 direct += 1
                 continue
-            queue_length = peer.queue_length
-            if queue_length is None or peer.state not in REACHABLE:
+            if peer.state is not State.OPEN:
+                if peer.state is State.CONNECTING:  # sent once the connect reply has gone
+                    peer.held.append((packets, sizes))
                 continue
-            waiting = queue_length()
-            if waiting is None:  # the Engine.IO socket is closed
-                continue
-            queue = peer.queue
-            backlog = peer.backlog
-            backlog.settle(waiting)  # what Engine.IO's writer took since
-            for pkt, size in zip(packets, sizes, strict=True):
-                drop = backlog.admit(size)
-                if drop == SHED:
-                    slow.append(peer)
-                    break
-                if drop:
-                    dropped += _internals.drop_queued(queue, drop)
-                queue.put_nowait(pkt)
+            drop = self._queue(peer, packets, sizes)
+            if drop == SHED:
+                slow.append(peer)
+            else:
+                dropped += drop
         self.direct_writes += direct
         self.app.stats.events_dropped += dropped
         for peer in slow:
             self._shed(peer)
+
+    def _queue(self, peer: Peer, packets: list[Any], sizes: list[int]) -> int:
+        """Put `packets` on `peer`'s Engine.IO queue, within its backlog; return how many
+        waiting packets were dropped for them, or `SHED`: the peer must be shed."""
+        queue_length = peer.queue_length
+        waiting = None if queue_length is None else queue_length()
+        if waiting is None:  # no Engine.IO socket, or it is closed
+            return 0
+        queue = peer.queue
+        backlog = peer.backlog
+        backlog.settle(waiting)  # what Engine.IO's writer took since
+        dropped = 0
+        for pkt, size in zip(packets, sizes, strict=True):
+            drop = backlog.admit(size)
+            if drop == SHED:
+                return SHED
+            if drop:
+                dropped += _internals.drop_queued(queue, drop)
+            queue.put_nowait(pkt)
+        return dropped
+
+    def _release(self, peer: Peer, writer: DirectWriter | None) -> None:
+        """After the connect reply: send what the connect hooks sent `peer`, in order, and
+        give it its direct writer."""
+        held, peer.held = peer.held, []
+        if peer.state is not State.OPEN:
+            return
+        for packets, sizes in held:
+            drop = self._queue(peer, packets, sizes)
+            if drop == SHED:
+                self._shed(peer)
+                return
+            self.app.stats.events_dropped += drop
+        peer.writer = writer
 
     def _shed(self, peer: Peer) -> None:
         """Disconnect a connection that does not read what it is sent: its queue is emptied,
@@ -262,9 +291,11 @@ class SocketIOTransport(Transport):
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         socket = _internals.engineio_socket(self.sio, sid, self.namespace)
         writer = DirectWriter.of(socket, environ) if self.fast_path else None
-        peer = Peer(sid, socket, writer, Backlog(self.app.limits))
+        # Until python-socketio has sent the connect reply, what the hooks send is held:
+        # no direct writer yet, so that nothing overtakes it.
+        peer = Peer(sid, socket, None, Backlog(self.app.limits))
         watch = _internals.upgrade_listener(socket)
-        if peer.writer is None and isinstance(watch, _UpgradeWatch):
+        if writer is None and isinstance(watch, _UpgradeWatch):
             watch.peers.append(peer)  # told when the upgrade starts
             peer.upgrade = watch.environ  # or it has already
         # Known before the hooks run, so that a disconnection during them forgets it too.
@@ -278,6 +309,9 @@ class SocketIOTransport(Transport):
             raise
         if peer.state is State.CONNECTING:
             peer.state = move(peer.state, State.OPEN)
+            # python-socketio sends the connect reply as soon as this returns, before the
+            # event loop runs anything else: what the hooks sent follows it.
+            asyncio.get_running_loop().call_soon(self._release, peer, writer)
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._forget(sid)
@@ -285,7 +319,7 @@ class SocketIOTransport(Transport):
 
     def _upgraded(self, peer: Peer) -> DirectWriter | None:
         """The direct writer of a connection upgrading to a websocket, once it has."""
-        if not _internals.is_upgraded(peer.socket):
+        if peer.state is not State.OPEN or not _internals.is_upgraded(peer.socket):
             return None
         environ, peer.upgrade = peer.upgrade, None
         if environ is not None and peer.sid in self._peers:

@@ -14,7 +14,7 @@ import pytest
 
 from roomcast import App, ConnectionRejected, InvalidPayload, InvalidRoomName, Reject, Request
 
-from .transports import Connect, anyio_backend, connect, setup  # noqa: F401
+from .transports import Connect, anyio_backend, asgi_app, connect, setup  # noqa: F401
 
 
 def make_app() -> App:
@@ -86,17 +86,6 @@ def make_app() -> App:
 @pytest.fixture
 def app() -> App:
     return make_app()
-
-
-@pytest.fixture
-def asgi_app(app: App) -> Any:
-    import socketio
-
-    from roomcast.adapters.socketio import attach
-
-    sio = socketio.AsyncServer(async_mode="asgi")
-    attach(app, sio)
-    return socketio.ASGIApp(sio)
 
 
 async def nothing_for(client: Any) -> None:

@@ -14,7 +14,7 @@ from typing_extensions import TypedDict
 
 from roomcast import App, Request
 
-from .transports import Connect, anyio_backend, connect, setup  # noqa: F401
+from .transports import Connect, anyio_backend, asgi_app, connect, setup  # noqa: F401
 
 
 class ChatMessage(BaseModel):
@@ -72,17 +72,6 @@ def make_app() -> App:
 @pytest.fixture
 def app() -> App:
     return make_app()
-
-
-@pytest.fixture
-def asgi_app(app: App) -> Any:
-    import socketio
-
-    from roomcast.adapters.socketio import attach
-
-    sio = socketio.AsyncServer(async_mode="asgi")
-    attach(app, sio)
-    return socketio.ASGIApp(sio)
 
 
 async def test_a_typed_payload_arrives_validated_and_converted(connect: Connect) -> None:

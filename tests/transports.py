@@ -1,7 +1,7 @@
 """Fixtures that run a module's tests over both transports.
 
-A module imports `setup`, `anyio_backend` and `connect` from here and provides two fixtures of
-its own: `app` (the app under test) and `asgi_app` (that app served over python-socketio).
+A module imports `setup`, `anyio_backend`, `connect` and, unless it serves the app its own
+way, `asgi_app` from here, and provides the fixture `app` (the app under test).
 `connect(auth=None)` then opens a client: a `TestClient` (on asyncio and on trio), or a real
 python-socketio client against the ASGI app under uvicorn.
 """
@@ -44,3 +44,15 @@ async def connect(
 
     async with serve(request.getfixturevalue("asgi_app")) as url:
         yield lambda auth=None: Client(url, auth=auth)
+
+
+@pytest.fixture
+def asgi_app(app: App) -> Any:
+    """`app` served by a python-socketio server of its own (a module may define its own)."""
+    import socketio
+
+    from roomcast.adapters.socketio import attach
+
+    sio = socketio.AsyncServer(async_mode="asgi")
+    attach(app, sio)
+    return socketio.ASGIApp(sio)

@@ -25,7 +25,7 @@ import websockets.server
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
-from roomcast import App, Request
+from roomcast import App, ConnectionClosed, Request
 from roomcast.adapters import _internals
 from roomcast.adapters._direct import text_frame
 from roomcast.adapters.socketio import SocketIOTransport, attach
@@ -916,3 +916,80 @@ async def test_what_connect_hooks_send_follows_the_connect_reply(
         finally:
             await client.disconnect()
     assert seen == ["connect", "welcome: hello", "lobby: you are in"]
+
+
+# -- the server's calls --------------------------------------------------------------------------
+
+
+async def test_canary_expect_ack() -> None:
+    server = socketio.AsyncServer(async_mode="asgi")
+    answers: list[tuple[Any, ...]] = []
+    ack_id = _internals.expect_ack(server, "s1", lambda *args: answers.append(args))
+    assert server.manager.callbacks["s1"][ack_id] is not None
+    await server.manager.trigger_callback("s1", ack_id, ["a", 2])
+    assert answers == [("a", 2)]
+    assert ack_id not in server.manager.callbacks["s1"]  # python-socketio forgot it
+    _, _, text = _internals.event_packets(server, "/", ["q", 1], ack_id)
+    assert text == f'42{ack_id}["q",1]'
+
+
+def test_canary_forget_ack() -> None:
+    server = socketio.AsyncServer(async_mode="asgi")
+    ack_id = _internals.expect_ack(server, "s1", lambda *args: None)
+    _internals.forget_ack(server, "s1", ack_id)
+    assert ack_id not in server.manager.callbacks["s1"]
+    _internals.forget_ack(server, "s1", ack_id)  # twice: nothing
+    _internals.forget_ack(server, "never-seen", 1)
+
+
+async def test_the_server_calls_a_python_socketio_client(
+    app: App, sio: socketio.AsyncServer, url: str
+) -> None:
+    client = socketio.AsyncClient(reconnection=False)  # handles only what it names
+    client.on("sum", lambda data: data["a"] + data["b"])
+    client.on("pair", lambda data: (data, data))  # several values: a list
+    client.on("nothing", lambda: None)
+
+    @client.on("unanswered")
+    async def unanswered() -> None:
+        await asyncio.Event().wait()  # (python-socketio's client answers once handled)
+
+    await client.connect(url, transports=["websocket"])
+    sid = client.get_sid()
+    assert sid is not None
+    try:
+        assert await app.call(sid, "sum", {"a": 2, "b": 3}) == 5
+        assert await app.call(sid, "pair", "x") == ["x", "x"]
+        assert await app.call(sid, "nothing") is None
+        # A client that does not answer: TimeoutError, and nothing is kept for it after.
+        for _ in range(3):
+            with pytest.raises(TimeoutError):
+                await app.call(sid, "unanswered", timeout=0.1)
+        callbacks = sio.manager.callbacks[sid]
+        assert [key for key in callbacks if key != 0] == []
+        assert not app.hub.index.connections[sid].calls
+    finally:
+        await client.disconnect()
+    # python-socketio forgets what it kept for a connection when it closes.
+    for _ in range(100):
+        if sid not in sio.manager.callbacks:
+            break
+        await asyncio.sleep(0.02)
+    assert sid not in sio.manager.callbacks
+
+
+async def test_a_call_ends_with_connection_closed_when_the_client_goes(app: App, url: str) -> None:
+    async with Client(url) as client:
+
+        @client.sio.on("wait")
+        async def wait() -> None:
+            await asyncio.Event().wait()  # an answer that never comes
+
+        sid = client.sid
+        call = asyncio.ensure_future(app.call(sid, "wait", timeout=30))
+        await asyncio.sleep(0.2)
+        await client.disconnect()
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(call, 5)
+    with pytest.raises(ConnectionClosed):
+        await app.call(sid, "gone")

@@ -43,6 +43,8 @@ def prefix() -> Iterator[str]:
 
 
 class TestRedisBackend(BackendConformance):
+    cluster = True
+
     @pytest.fixture(autouse=True)
     def _prefix(self, prefix: str) -> None:
         self.prefix = prefix
@@ -147,9 +149,9 @@ async def test_a_node_receives_only_rooms_it_has_members_in(nodes: tuple[App, Ap
     frames: list[str] = []
     real_receive = backend._receive
 
-    async def counting_receive(channel: str, frame: bytes) -> None:
+    async def counting_receive(channel: str, data: bytes) -> None:
         frames.append(channel)
-        await real_receive(channel, frame)
+        await real_receive(channel, data)
 
     backend._receive = counting_receive  # type: ignore[method-assign]
     async with TestClient(one) as a, TestClient(two) as b:
@@ -164,7 +166,8 @@ async def test_a_node_receives_only_rooms_it_has_members_in(nodes: tuple[App, Ap
 
 
 def _run_node_and_kill(url: str, prefix: str) -> str:
-    """Start a node in another process with one member in room `doomed`; kill -9 it."""
+    """Start a node in another process with one member present in room `doomed`; kill -9
+    it."""
     script = f"""
 import anyio
 from roomcast import App
@@ -176,7 +179,7 @@ async def main():
 
     @app.route("join")
     async def join(req):
-        await req.join(req.data)
+        await req.track(req.data, {{"name": "doomed"}})
 
     async with app, TestClient(app) as client:
         await client.call("join", "doomed")
@@ -204,6 +207,55 @@ async def test_the_members_of_a_killed_process_are_removed(prefix: str) -> None:
             assert time.monotonic() - killed_at < 2 + 2 * 0.5 + 3, "never reaped"
             await anyio.sleep(0.1)
         assert await survivor.rooms_of(sid) == frozenset()
+
+
+async def test_the_presences_of_a_killed_process_leave_with_diffs(prefix: str) -> None:
+    async with (
+        make_app(REDIS_URL, prefix, dead_after=2, heartbeat=0.5) as survivor,
+        TestClient(survivor) as watcher,
+    ):
+        await watcher.call("join", ["doomed"])
+        sid = await anyio.to_thread.run_sync(_run_node_and_kill, REDIS_URL, prefix)
+        killed_at = time.monotonic()
+        joined = (await watcher.receive("presence_diff")).data
+        assert joined["joins"][sid][0]["name"] == "doomed"
+        left = (await watcher.receive("presence_diff", timeout=2 + 2 * 0.5 + 3)).data
+        assert time.monotonic() - killed_at < 2 + 2 * 0.5 + 3
+        assert left == {"room": "doomed", "joins": {}, "leaves": joined["joins"]}
+        assert await survivor.room("doomed").presence() == {}
+
+
+async def test_a_process_that_stops_tells_the_others_of_its_presences(prefix: str) -> None:
+    goes = make_app(REDIS_URL, prefix)
+
+    @goes.route("track")
+    async def track(req: Request) -> None:
+        await req.track("room", {"name": "leaving"})
+
+    started, stop, stopped = anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def serve() -> None:  # as a lifespan does, in a task of its own
+        async with goes:
+            started.set()
+            await stop.wait()
+        stopped.set()
+
+    async with (
+        make_app(REDIS_URL, prefix) as stays,
+        TestClient(stays) as watcher,
+        anyio.create_task_group() as tg,
+    ):
+        await watcher.call("join", ["room"])
+        tg.start_soon(serve)
+        await started.wait()
+        async with TestClient(goes) as leaving:
+            await leaving.call("track")
+            joined = (await watcher.receive("presence_diff")).data
+            stop.set()  # the app stops with its connection still open
+            await stopped.wait()
+            left = (await watcher.receive("presence_diff")).data
+        assert left["leaves"] == joined["joins"]
+        assert await stays.room("room").presence() == {}
 
 
 def test_default_bound_on_reaping_is_within_fifteen_seconds() -> None:
@@ -275,7 +327,8 @@ async def test_a_crowd_of_operations_waits_for_connections_rather_than_failing(
 
 
 def test_frames_carry_binary_and_a_node_drops_its_own_unread() -> None:
-    from roomcast.backends.redis import _frame, _unframe
+    from roomcast.backends._redis_wire import frame as _frame
+    from roomcast.backends._redis_wire import unframe as _unframe
 
     envelope = [["a", "b"], None, "sid", "message", {"blob": b"\x00\xff", "text": "é"}]
     assert _unframe(_frame("other", envelope)) == envelope

@@ -21,6 +21,9 @@ from ._rooms import DEFAULT_MAX_ROOM_NAME
 from ._routing import Handler, HandlerT, Router, Routes
 from .backends import Backend, MemoryBackend
 
+DEFAULT_PRESENCE_WINDOW = 0.02
+"""Seconds within which one room's presence changes are coalesced into one diff."""
+
 HookT = TypeVar("HookT", bound=Handler)
 Guard = Callable[[Request, str], Awaitable[bool] | bool]
 """A room guard: `guard(req, room)` returns whether `req`'s sender may join `room`."""
@@ -35,7 +38,8 @@ class App:
     processes. Room names are non-empty strings of at most `max_room_name` characters;
     `limits` bound what each connection may do (see `Limits`), and `stats` counts what was
     refused or shed. `clock` is what the rate limiter reads as the time in seconds (the event
-    loop's clock by default; a test may pass its own).
+    loop's clock by default; a test may pass its own). `presence_window`: the seconds within
+    which one room's presence changes on this process are sent as one diff.
     """
 
     def __init__(
@@ -45,12 +49,15 @@ class App:
         limits: Limits | None = None,
         max_room_name: int = DEFAULT_MAX_ROOM_NAME,
         clock: Callable[[], float] = anyio.current_time,
+        presence_window: float = DEFAULT_PRESENCE_WINDOW,
     ) -> None:
         self.router = Router()
         self.backend = backend if backend is not None else MemoryBackend()
         self.limits = limits if limits is not None else Limits()
         self.max_room_name = max_room_name
-        self.hub = Hub(self, self.router, self.backend, self.limits, max_room_name, clock)
+        self.hub = Hub(
+            self, self.router, self.backend, self.limits, max_room_name, clock, presence_window
+        )
         """What transports call as their connections open, send events and close."""
         self._running: AsyncExitStack | None = None
 
@@ -168,11 +175,31 @@ class App:
             return frozenset(conn.rooms)
         return await self.backend.rooms_of(sid)
 
+    # -- the server's hand on any connection, on whichever process holds it ----------------------
+
+    async def join(self, sid: str, room: str) -> bool:
+        """Put the connection `sid` in `room`; return whether the connection exists. Guards
+        are not consulted (the server is trusted); `limits.max_rooms` still applies
+        (`TooManyRooms`)."""
+        return await self.hub.join_sid(sid, room)
+
+    async def leave(self, sid: str, room: str) -> bool:
+        """Take the connection `sid` out of `room`; return whether the connection exists."""
+        return await self.hub.leave_sid(sid, room)
+
     async def disconnect(self, sid: str) -> None:
-        """Close the connection `sid` of this process from the server side."""
-        conn = self.hub.index.connections.get(sid)
-        if conn is not None:
-            await conn.transport.close(sid)
+        """Close the connection `sid` from the server side (no-op if it is gone)."""
+        await self.hub.disconnect_sid(sid)
+
+    async def call(self, sid: str, event: str, data: Any = None, *, timeout: float = 5.0) -> Any:
+        """Send `event` to the connection `sid` and return what the client acknowledges it
+        with (several values as a list).
+
+        Raises `TimeoutError` when no answer comes in `timeout` seconds, and
+        `roomcast.ConnectionClosed` when the connection is gone or closes first (at once for
+        a sid no process holds).
+        """
+        return await self.hub.call(sid, event, data, timeout)
 
     @property
     def connections(self) -> frozenset[str]:

@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 
 from ._limits import TokenBucket
+from ._presence import Track
 from ._transport import Transport
 
 
@@ -53,6 +54,30 @@ def move(state: State, to: State) -> State:
     return to
 
 
+class Answer:
+    """What a client answers to one call of the server's, once it does (or the connection
+    closes first: `closed`)."""
+
+    __slots__ = ("arrived", "closed", "value")
+
+    def __init__(self) -> None:
+        self.arrived = anyio.Event()
+        self.value: Any = None
+        self.closed = False
+
+    def set(self, value: Any) -> None:
+        """The client's answer; only the first counts."""
+        if not self.arrived.is_set():
+            self.value = value
+            self.arrived.set()
+
+    def close(self) -> None:
+        """The connection closed before the answer came."""
+        if not self.arrived.is_set():
+            self.closed = True
+            self.arrived.set()
+
+
 REACHABLE = frozenset({State.CONNECTING, State.OPEN})
 """The states in which a connection is sent events."""
 
@@ -71,6 +96,10 @@ class Connection:
     """The rooms it is in. Kept as they were once it is closing, for its disconnect hooks."""
     state: State = State.CONNECTING
     bucket: TokenBucket | None = None
+    tracks: dict[str, Track] | None = None
+    """Its presence in each room it tracked (made on its first track)."""
+    calls: set[Answer] | None = None
+    """The server's calls to it waiting for an answer (made on the first call)."""
     # FIFO, and taken without a trip through the event loop when free.
     lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
 
@@ -84,4 +113,4 @@ class Connection:
         return self.state in REACHABLE
 
 
-__all__ = ["REACHABLE", "Connection", "State", "move"]
+__all__ = ["REACHABLE", "Answer", "Connection", "State", "move"]

@@ -145,3 +145,16 @@ class InvalidRoute(RoomcastError, ValueError):
 
 class RouteConflict(RoomcastError):
     """Raised when a second handler is registered for an event that already has one."""
+
+
+def error_for(code: str, message: str) -> EventError:
+    """The `EventError` whose code is `code` (a plain `EventError` with that code when roomcast
+    has none), with `message`: an error raised on another process, raised again here."""
+    kinds: list[type[EventError]] = [EventError]
+    for kind in kinds:
+        if kind.code == code:
+            return kind(message)
+        kinds.extend(kind.__subclasses__())
+    error = EventError(message)
+    error.code = code
+    return error

@@ -6,8 +6,11 @@ Three kinds of caller use it, each through a narrow face:
   `closed` (reached as `app.hub`);
 - the backend, with what other processes broadcast: `deliver` and the `local_*` answers (the
   `Node` protocol of `roomcast.backends`);
-- requests and room handles: `join`, `leave`, `publish`, `members`, `endpoint` (the `Host`
-  protocol of `_request.py`).
+- requests and room handles: `join`, `leave`, `track`, `untrack`, `publish`, `members`,
+  `presence`, `endpoint` (the `Host` protocol of `_request.py`);
+- the app, for the server's hand on any connection: `join_sid`, `leave_sid`,
+  `disconnect_sid`, `call`: on a connection of this process they act at once, on another
+  they go through `backend.command` to the process that holds it (`perform` there).
 
 A broadcast is delivered here first, from `LocalRooms`, then handed to the backend for the
 other processes; one from another process comes back in through `deliver`, and goes no
@@ -18,13 +21,15 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping, Set
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence, Set
 from typing import Any
 
 import anyio
 
-from ._connection import Connection, State
+from ._connection import Answer, Connection, State
 from ._exceptions import (
+    BackendUnavailable,
+    ConnectionClosed,
     EventError,
     JoinRefused,
     RateLimited,
@@ -36,8 +41,9 @@ from ._exceptions import (
 from ._handlers import Endpoint
 from ._limits import Limits, Stats, TokenBucket
 from ._message import Outgoing, Target
+from ._presence import Batch, Diffs, Track, check_key, check_meta, grouped, new_track
 from ._request import Ack, Request
-from ._rooms import LocalRooms, check_room_name
+from ._rooms import LocalRooms, check_room_name, group
 from ._routing import Router
 from ._transport import Transport
 from .backends import Backend
@@ -63,6 +69,7 @@ class Hub:
         limits: Limits,
         max_room_name: int,
         clock: Callable[[], float],
+        presence_window: float,
     ) -> None:
         self.app = app
         self.router = router
@@ -77,6 +84,7 @@ class Hub:
         self.guards: list[tuple[str, Endpoint]] = []
         self.middleware: list[Middleware] = []
         self.fallback: Endpoint | None = None
+        self.diffs = Diffs(self._send_presence, presence_window)
         backend.bind(self)
 
     # -- what transports call ------------------------------------------------------------------
@@ -200,6 +208,8 @@ class Hub:
         if not conn.reachable:
             return  # already closing
         conn.move(State.CLOSING)
+        for answer in conn.calls or ():
+            answer.close()
         rooms = self.index.detach(conn)
         with anyio.CancelScope(shield=True):
             try:
@@ -211,6 +221,11 @@ class Hub:
                         except Exception:
                             logger.exception("An on_disconnect hook failed (sid %s)", conn.sid)
             finally:
+                for room in list(conn.tracks or ()):
+                    try:
+                        await self.untrack(conn, room)
+                    except Exception:
+                        logger.exception("The backend could not untrack %s", conn.sid)
                 self.index.remove(conn)
                 conn.move(State.CLOSED)
                 try:
@@ -228,18 +243,75 @@ class Hub:
         name = self.check_room_name(room)
         if not conn.reachable or name in conn.rooms:
             return
-        max_rooms = self.limits.max_rooms
-        if max_rooms is not None and len(conn.rooms) >= max_rooms:
-            raise TooManyRooms(f"A connection may be in at most {max_rooms} rooms.")
+        self._check_room_count(conn)
         for pattern, guard in self.guards:
             if fnmatch.fnmatchcase(name, pattern) and not await guard(request, name):
                 raise JoinRefused(f"Joining the room {name!r} is not allowed.")
+        await self._join(conn, name)
+
+    def _check_room_count(self, conn: Connection) -> None:
+        max_rooms = self.limits.max_rooms
+        if max_rooms is not None and len(conn.rooms) >= max_rooms:
+            raise TooManyRooms(f"A connection may be in at most {max_rooms} rooms.")
+
+    async def _join(self, conn: Connection, name: str) -> None:
         if self.index.join(conn, name):
             await self.backend.join(conn.sid, name)
 
     async def leave(self, conn: Connection, room: str) -> None:
+        if room in conn.rooms and conn.reachable:
+            await self.untrack(conn, room)
         if self.index.leave(conn, room):
             await self.backend.leave(conn.sid, room)
+
+    # -- presence ------------------------------------------------------------------------------
+
+    async def track(
+        self, request: Request, conn: Connection, room: Any, meta: Any, key: Any
+    ) -> None:
+        name = self.check_room_name(room)
+        key = conn.sid if key is None else check_key(key)
+        meta = check_meta(meta, self.limits)
+        await self.join(request, conn, name)
+        if name not in conn.rooms or not conn.reachable:
+            return
+        track = new_track(conn.sid, key, meta)
+        old = self.index.track(conn, name, track)
+        await self.backend.track(name, track, old)
+        await self.diffs.changed(
+            name, (track,), () if old is None else (old,), conn if old is None else None
+        )
+
+    async def untrack(self, conn: Connection, room: str) -> None:
+        track = self.index.untrack(conn, room)
+        if track is not None:
+            await self.backend.untrack(room, track)
+            await self.diffs.changed(room, leaves=(track,))
+
+    async def presence(self, room: str) -> dict[str, list[dict[str, Any]]]:
+        return grouped(await self.backend.presence(room))
+
+    async def _send_presence(self, room: str, batch: Batch) -> None:
+        """Send one room's coalesced changes: the state to the connections that tracked in it
+        for the first time, then the diff to every member, on every process."""
+        try:
+            newcomers = [
+                conn
+                for conn in batch.newcomers
+                if conn.reachable and conn.tracks is not None and room in conn.tracks
+            ]
+            if newcomers:
+                state = {"room": room, "presences": await self.presence(room)}
+                message = Outgoing("presence_state", state)
+                for transport, peers in group(newcomers):
+                    await transport.send(peers, message.encoded(transport))
+            diff = batch.diff(room)
+            if diff is not None:
+                await self.publish(Target(frozenset((room,))), Outgoing("presence_diff", diff))
+        except BackendUnavailable as exc:
+            logger.warning("The presence changes of %r reached this process only: %s", room, exc)
+        except Exception:
+            logger.exception("The presence changes of the room %r could not be sent", room)
 
     async def publish(self, target: Target, message: Outgoing) -> None:
         """Send `message` to every connection `target` names: here, then in the others."""
@@ -259,7 +331,93 @@ class Hub:
     def endpoint(self, event: str) -> Endpoint | None:
         return self.router.endpoint(event)
 
+    # -- the server's hand on any connection --------------------------------------------------
+
+    async def join_sid(self, sid: str, room: Any) -> bool:
+        name = self.check_room_name(room)
+        return bool(await self._command(sid, "join", (name,)))
+
+    async def leave_sid(self, sid: str, room: Any) -> bool:
+        name = self.check_room_name(room)
+        return bool(await self._command(sid, "leave", (name,)))
+
+    async def disconnect_sid(self, sid: str) -> None:
+        await self._command(sid, "disconnect", ())
+
+    async def call(self, sid: str, event: str, data: Any, timeout: float) -> Any:
+        if not isinstance(event, str):
+            raise TypeError(f"An event name must be a string, not {type(event).__name__}.")
+        conn = self.index.connections.get(sid)
+        if conn is not None:
+            return await self._call(conn, event, data, timeout)
+        # The process that holds it waits `timeout`; this one as long, and the way there and
+        # back.
+        return await self.backend.command(sid, "call", (event, data, timeout), timeout=timeout)
+
+    async def _command(self, sid: str, command: str, args: Sequence[Any]) -> Any:
+        """Run `command` on `sid` here if it is a connection of this process, else on the
+        process that holds it. `join` and `leave` answer `False` for a connection that does
+        not exist, `disconnect` does nothing."""
+        try:
+            if sid in self.index.connections:
+                return await self.perform(sid, command, args)
+            return await self.backend.command(sid, command, args, timeout=0.0)
+        except ConnectionClosed:
+            return False
+        except TimeoutError as exc:
+            raise BackendUnavailable(f"The process holding {sid!r} did not answer.") from exc
+
+    async def _call(self, conn: Connection, event: str, data: Any, timeout: float) -> Any:
+        if not conn.reachable:
+            raise ConnectionClosed(f"The connection {conn.sid!r} is closed.")
+        answer = Answer()
+        if conn.calls is None:
+            conn.calls = set()
+        conn.calls.add(answer)
+        forget: Callable[[], None] | None = None
+        try:
+            forget = await conn.transport.ask(conn.peer, event, data, answer.set)
+            with anyio.fail_after(timeout):
+                await answer.arrived.wait()
+        finally:
+            conn.calls.discard(answer)
+            if forget is not None:
+                forget()
+        if answer.closed:
+            raise ConnectionClosed(f"The connection {conn.sid!r} closed before it answered.")
+        return answer.value
+
     # -- what the backend calls (`roomcast.backends.Node`) -------------------------------------
+
+    async def perform(self, sid: str, command: str, args: Sequence[Any]) -> Any:
+        conn = self.index.connections.get(sid)
+        if conn is None or not conn.reachable:
+            raise ConnectionClosed(f"No connection {sid!r} is open.")
+        if command == "join":
+            name = self.check_room_name(args[0])
+            if name not in conn.rooms:
+                self._check_room_count(conn)
+                await self._join(conn, name)
+            return True
+        if command == "leave":
+            await self.leave(conn, self.check_room_name(args[0]))
+            return True
+        if command == "disconnect":
+            await conn.transport.close(sid)
+            return True
+        if command == "call":
+            event, data, timeout = args
+            return await self._call(conn, event, data, timeout)
+        raise ValueError(f"Unknown command {command!r}.")
+
+    async def presences_gone(self, room: str, tracks: Sequence[Track]) -> None:
+        await self.diffs.changed(room, leaves=tracks)
+
+    def local_presence(self, room: str) -> list[Track]:
+        return self.index.presence(room)
+
+    def local_tracks(self) -> Iterable[tuple[str, Track]]:
+        return self.index.tracks()
 
     async def deliver(
         self, target: Target, message: Outgoing, *, unless_in: Collection[str] = ()

@@ -27,7 +27,15 @@ class Host(Rooms, Protocol):
         """Put `conn`, the sender of `request`, in `room`, as the guards and limits allow."""
 
     async def leave(self, conn: Connection, room: str) -> None:
-        """Take `conn` out of `room`."""
+        """Take `conn` out of `room` (and end its presence there)."""
+
+    async def track(
+        self, request: Request, conn: Connection, room: Any, meta: Any, key: Any
+    ) -> None:
+        """Make `conn` present in `room` under `key` with `meta`, joining it first."""
+
+    async def untrack(self, conn: Connection, room: str) -> None:
+        """End `conn`'s presence in `room`."""
 
     def endpoint(self, event: str) -> Endpoint | None:
         """The handler of `event`, as the app calls it."""
@@ -98,6 +106,23 @@ class Request:
     async def leave(self, room: str) -> None:
         """Take the sender out of `room` (no-op if it is not there)."""
         await self._host.leave(self._conn, self._host.check_room_name(room))
+
+    async def track(self, room: str, meta: Mapping[str, Any], *, key: str | None = None) -> None:
+        """Make the sender present in `room` under `key` (its sid by default) with `meta`, a
+        JSON object; it joins `room` first if it is not a member (guards and limits apply, as
+        for `join`). Tracking the same room again replaces the meta.
+
+        The room's members get the change as `"presence_diff"`; the sender's first track in
+        a room is followed, for it only, by `"presence_state"`. Raises `InvalidPayload` for a
+        meta that is not a JSON object, sets `"ref"`, or is over the payload limits (and for
+        a bad key), and whatever `join` raises.
+        """
+        await self._host.track(self, self._conn, room, meta, key)
+
+    async def untrack(self, room: str) -> None:
+        """End the sender's presence in `room` (it stays a member; no-op if not present).
+        Leaving the room, or disconnecting, untracks too."""
+        await self._host.untrack(self._conn, self._host.check_room_name(room))
 
     async def emit(self, event: str, data: Any = None) -> None:
         """Send `event` to the sender only."""

@@ -20,6 +20,9 @@ class Rooms(Protocol):
     async def members(self, rooms: Collection[str]) -> frozenset[str]:
         """The sids in any of `rooms`, across every process."""
 
+    async def presence(self, room: str) -> dict[str, list[dict[str, Any]]]:
+        """Who is present in `room`, across every process."""
+
 
 class Room:
     """One room, or the union of several, as seen by the app or by a request.
@@ -48,6 +51,15 @@ class Room:
     async def members(self) -> frozenset[str]:
         """The sids of every member, across every process sharing the backend."""
         return await self._host.members(self.names)
+
+    async def presence(self) -> dict[str, list[dict[str, Any]]]:
+        """Who is present in the room, on every process: each key, and the metas of every
+        connection tracked under it (each with its `"ref"`), oldest first. For one room only.
+        """
+        if len(self.names) != 1:
+            raise TypeError("presence() is for one room; this handle names several.")
+        (name,) = self.names
+        return await self._host.presence(name)
 
     async def count(self) -> int:
         """How many connections are members."""

@@ -22,6 +22,7 @@ from ._connection import Connection
 from ._exceptions import InvalidRoomName
 from ._limits import is_utf8
 from ._message import Target
+from ._presence import Track
 from ._transport import Transport
 
 DEFAULT_MAX_ROOM_NAME = 256
@@ -111,7 +112,7 @@ def group(conns: Iterable[Connection]) -> list[Group]:
 class LocalRooms:
     """Every connection of this process, and who of them is in which room."""
 
-    __slots__ = ("_rooms", "connections", "everyone")
+    __slots__ = ("_present", "_rooms", "connections", "everyone")
 
     def __init__(self) -> None:
         self.connections: dict[str, Connection] = {}
@@ -119,6 +120,8 @@ class LocalRooms:
         self.everyone = Members()
         """The connections that are sent events (not closing)."""
         self._rooms: dict[str, Members] = {}
+        self._present: dict[str, dict[str, Track]] = {}
+        """Each room's tracks here, by ref, oldest first."""
 
     def add(self, conn: Connection) -> None:
         """Start serving `conn`."""
@@ -165,6 +168,39 @@ class LocalRooms:
             members._discard(sid)
             if not members:
                 del self._rooms[room]
+
+    def track(self, conn: Connection, room: str, track: Track) -> Track | None:
+        """Make `track` `conn`'s presence in `room` (a member); return the one it replaces."""
+        if conn.tracks is None:
+            conn.tracks = {}
+        old = conn.tracks.get(room)
+        conn.tracks[room] = track
+        present = self._present.setdefault(room, {})
+        if old is not None:
+            present.pop(old.ref, None)
+        present[track.ref] = track
+        return old
+
+    def untrack(self, conn: Connection, room: str) -> Track | None:
+        """End `conn`'s presence in `room`; return it (`None` if it had none)."""
+        track = None if conn.tracks is None else conn.tracks.pop(room, None)
+        if track is not None:
+            present = self._present[room]
+            del present[track.ref]
+            if not present:
+                del self._present[room]
+        return track
+
+    def presence(self, room: str) -> list[Track]:
+        """The tracks in `room` here, oldest first."""
+        present = self._present.get(room)
+        return [] if present is None else list(present.values())
+
+    def tracks(self) -> Iterator[tuple[str, Track]]:
+        """Every track here, with its room."""
+        for room, present in list(self._present.items()):
+            for track in list(present.values()):
+                yield room, track
 
     def members(self, room: str) -> Set[str]:
         """The sids in `room` here: a live view."""

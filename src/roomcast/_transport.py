@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -15,6 +15,17 @@ class Transport(ABC):
     When a connection closes, the transport cancels the `received` call still running for it
     (but for one that closed its own connection), then calls `closed`.
     """
+
+    async def ask(
+        self, peer: Any, event: str, data: Any, answer: Callable[[Any], None]
+    ) -> Callable[[], None]:
+        """Send `event` to `peer` asking for an acknowledgement, and call `answer` with the
+        value the client acknowledges with, if it does (several values as a list, none as
+        `None`). Return what forgets the call: the core calls it once it stops waiting (the
+        answer came, the time ran out, or the connection closed), so that a client that never
+        answers costs nothing after that. Used by `app.call`; a transport that cannot ask
+        leaves this as it is."""
+        raise NotImplementedError(f"{type(self).__name__} cannot ask its clients for answers.")
 
     @abstractmethod
     def encode(self, event: str, data: Any) -> Any:

@@ -56,6 +56,8 @@ __all__ = [
     "engineio_socket",
     "engineio_socket_of",
     "event_packets",
+    "expect_ack",
+    "forget_ack",
     "forget_binary",
     "installed_version",
     "is_upgraded",
@@ -220,18 +222,19 @@ async def send_ack(sio: Any, eio_sid: str, namespace: str, ack_id: int, args: li
 
 
 def event_packets(
-    sio: Any, namespace: str, args: list[Any]
+    sio: Any, namespace: str, args: list[Any], ack_id: int | None = None
 ) -> tuple[list[Any], list[int], str | None]:
     """The event `args` (its name, then its arguments) of `namespace` as Engine.IO packets,
     built once for any number of receivers: the packets, the size of each, and the encoded text
-    of the one packet when there is one and it is text (`None` with binary attachments).
+    of the one packet when there is one and it is text (`None` with binary attachments). With
+    `ack_id`, the event asks its one receiver for that acknowledgement.
 
-    Calls `sio.packet_class(EVENT, namespace=, data=).encode()` (the server's undocumented packet
-    class, read at each call), which gives a string, or a string and its binary attachments,
-    and makes each one an `engineio.packet.Packet(MESSAGE, part)`, whose `binary` it reads and
-    whose `encode()` it calls.
+    Calls `sio.packet_class(EVENT, namespace=, data=, id=).encode()` (the server's undocumented
+    packet class, read at each call), which gives a string, or a string and its binary
+    attachments, and makes each one an `engineio.packet.Packet(MESSAGE, part)`, whose `binary`
+    it reads and whose `encode()` it calls.
     """
-    pkt = sio.packet_class(socketio.packet.EVENT, namespace=namespace, data=args)
+    pkt = sio.packet_class(socketio.packet.EVENT, namespace=namespace, data=args, id=ack_id)
     encoded = pkt.encode()
     parts = encoded if isinstance(encoded, list) else [encoded]
     packets = [engineio.packet.Packet(engineio.packet.MESSAGE, part) for part in parts]
@@ -240,6 +243,29 @@ def event_packets(
     if len(packets) == 1 and not packets[0].binary:
         text = packets[0].encode()
     return packets, sizes, text
+
+
+def expect_ack(sio: Any, sid: str, callback: Callable[..., None]) -> int:
+    """A new acknowledgement id for the connection `sid`: when its client acknowledges it,
+    python-socketio calls `callback(*args)` (and forgets it).
+
+    Calls `sio.manager._generate_ack_id(sid, callback)`, the manager's undocumented way to
+    register the callback of an emit (it keeps it in `sio.manager.callbacks[sid][id]`, until
+    the acknowledgement comes or the connection closes).
+    """
+    ack_id: int = sio.manager._generate_ack_id(sid, callback)
+    return ack_id
+
+
+def forget_ack(sio: Any, sid: str, ack_id: int) -> None:
+    """Forget the acknowledgement `ack_id` of `sid` that `expect_ack` registered, so that a
+    client that never answers keeps nothing alive (no-op once it came, or the connection went).
+
+    Removes `sio.manager.callbacks[sid][ack_id]` (undocumented).
+    """
+    callbacks = sio.manager.callbacks.get(sid)
+    if callbacks is not None:
+        callbacks.pop(ack_id, None)
 
 
 def session_id(sio: Any, eio_sid: str, namespace: str) -> str | None:

@@ -48,6 +48,7 @@ deliveries it made.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -282,6 +283,26 @@ class SocketIOTransport(Transport):
         )
         self._handling.add(task)
         task.add_done_callback(self._handling.discard)
+
+    async def ask(
+        self, peer: Peer, event: str, data: Any, answer: Callable[[Any], None]
+    ) -> Callable[[], None]:
+        def acknowledged(*args: Any) -> None:
+            answer(None if not args else args[0] if len(args) == 1 else list(args))
+
+        ack_id = _internals.expect_ack(self.sio, peer.sid, acknowledged)
+        args = [event] if data is None else [event, data]
+        packets, sizes, _ = _internals.event_packets(self.sio, self.namespace, args, ack_id)
+        # Through the queue, in order with what the connection was sent before.
+        if peer.state is State.CONNECTING:
+            peer.held.append((packets, sizes))
+        elif peer.state is State.OPEN:
+            drop = self._queue(peer, packets, sizes)
+            if drop == SHED:
+                self._shed(peer)
+            else:
+                self.app.stats.events_dropped += drop
+        return functools.partial(_internals.forget_ack, self.sio, peer.sid, ack_id)
 
     async def close(self, sid: str) -> None:
         await self.sio.disconnect(sid, namespace=self.namespace)

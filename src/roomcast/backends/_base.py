@@ -1,20 +1,23 @@
 """The seam between this process and the others: what a backend carries, and what it asks.
 
-The core keeps this process's connections and rooms and delivers to them itself. A backend
-only carries between processes: it takes a broadcast to the others (`publish`), hands what
-they broadcast to this process's core (`Node.deliver`), and mirrors joins and leaves so that
-`members` and `rooms_of` answer for every process. Its background work runs inside `run()`,
+The core keeps this process's connections, rooms and presences, and delivers to them itself.
+A backend only carries between processes: it takes a broadcast to the others (`publish`),
+hands what they broadcast to this process's core (`Node.deliver`), mirrors joins, leaves and
+tracks so that `members`, `rooms_of` and `presence` answer for every process, and carries the
+server's commands on a connection (`app.join`, `app.call`, ...) to the process that holds it
+(`command`, answered there by `Node.perform`). Its background work runs inside `run()`,
 the one async context the app enters (`async with app:`, or `app.start()`/`app.stop()`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Set
+from collections.abc import Collection, Iterable, Sequence, Set
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from .._message import Outgoing, Target
+from .._presence import Track
 
 
 class Node(Protocol):
@@ -37,6 +40,19 @@ class Node(Protocol):
 
     def local_connections(self) -> Collection[str]:
         """The sids of this process's open connections."""
+
+    def local_presence(self, room: str) -> list[Track]:
+        """The tracks in `room` on this process, oldest first."""
+
+    def local_tracks(self) -> Iterable[tuple[str, Track]]:
+        """Every track on this process, with its room."""
+
+    async def perform(self, sid: str, command: str, args: Sequence[Any]) -> Any:
+        """Run the server's `command` ("join", "leave", "disconnect" or "call") with `args` on
+        `sid`, a connection of this process; raises `ConnectionClosed` when it is not one."""
+
+    async def presences_gone(self, room: str, tracks: Sequence[Track]) -> None:
+        """Another process died: its `tracks` in `room` are gone (the members hear of it)."""
 
 
 class Backend(ABC):
@@ -99,3 +115,24 @@ class Backend(ABC):
     @abstractmethod
     async def rooms_of(self, sid: str) -> frozenset[str]:
         """Every room of the connection `sid`, wherever it is."""
+
+    @abstractmethod
+    async def track(self, room: str, track: Track, replaces: Track | None) -> None:
+        """A connection of this process is present in `room` as `track` (instead of
+        `replaces`, its earlier track there)."""
+
+    @abstractmethod
+    async def untrack(self, room: str, track: Track) -> None:
+        """A connection of this process is no longer present in `room`."""
+
+    @abstractmethod
+    async def presence(self, room: str) -> list[Track]:
+        """Every track in `room`, on every process, oldest first."""
+
+    @abstractmethod
+    async def command(self, sid: str, command: str, args: Sequence[Any], *, timeout: float) -> Any:
+        """Run `command` on the connection `sid` of another process (`Node.perform` there)
+        and return its result, or raise its error (an `EventError`, `ConnectionClosed` or
+        `TimeoutError` raised there is raised here). Raises `ConnectionClosed` when no process
+        holds `sid`, and `TimeoutError` when no answer came in `timeout` seconds (what the
+        command may take there) plus the backend's own bound on the way there and back."""

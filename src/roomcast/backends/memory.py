@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
+from .._exceptions import ConnectionClosed
 from .._message import Outgoing, Target
+from .._presence import Track
 from ._base import Backend
 
 
 class MemoryBackend(Backend):
-    """For a single process: the core's own rooms are the whole answer."""
+    """For a single process: the core's own rooms and presences are the whole answer."""
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
@@ -36,6 +39,18 @@ class MemoryBackend(Backend):
 
     async def rooms_of(self, sid: str) -> frozenset[str]:
         return self.node.local_rooms_of(sid)
+
+    async def track(self, room: str, track: Track, replaces: Track | None) -> None:
+        pass
+
+    async def untrack(self, room: str, track: Track) -> None:
+        pass
+
+    async def presence(self, room: str) -> list[Track]:
+        return self.node.local_presence(room)
+
+    async def command(self, sid: str, command: str, args: Sequence[Any], *, timeout: float) -> Any:
+        raise ConnectionClosed(f"No connection {sid!r} is open.")
 
     def __repr__(self) -> str:
         return "<MemoryBackend>"

@@ -15,14 +15,21 @@ How it works:
   round trip as are waiting (a full outbox makes the next broadcast wait); leaving `run()`
   sends what is left first.
 - Membership is mirrored into Redis sets (`room:<name>` → sids, `rooms:<sid>` → rooms), which
-  answer `members`, `count` and `rooms_of` for the whole deployment.
+  answer `members`, `count` and `rooms_of` for the whole deployment; presences into a hash per
+  room (`presence:<room>`), which answers `presence()`.
+- The server's hand on a connection of another node (`app.join`, `app.leave`,
+  `app.disconnect`, `app.call`) goes to that node's channel as a command; the node runs it and
+  publishes the one answer (a value or an error) to the asking node's channel. The asking node
+  waits for the command's own time plus `timeout`, and forgets it then, whatever comes after.
 - There is one pub/sub channel per room; a node subscribes to a room's channel only while it
   has local members there, so it receives and decodes only the messages it has receivers for.
   A broadcast to several rooms is published once per room; a receiver in two of them gets it
   from the first of those rooms (in sorted order) only.
 - A node keeps an `alive:<node>` key with a time to live and refreshes it; every node reaps,
   atomically, the connections of any node whose key has expired, so a process killed without
-  cleanup leaves no member behind after `dead_after` plus one `heartbeat`.
+  cleanup leaves no member behind after `dead_after` plus one `heartbeat`; the node that reaps
+  sends the members of each room the presences that left (`presence_diff`). A node that stops
+  cleanly tells the other nodes' members of its presences' leaving itself.
 - Its listener and heartbeat are supervised: one that fails is logged with its traceback and
   started again, so no message can stop them (`healthy` says whether all is well); the
   publisher logs and drops a batch that Redis refuses, and goes on.
@@ -38,12 +45,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
@@ -55,16 +61,24 @@ except ImportError as exc:
         f"roomcast.backends.redis needs redis-py ({exc.name} is missing): "
         "pip install 'roomcast[redis]'"
     ) from exc
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .. import _codec
-from .._exceptions import BackendRefused, BackendUnavailable
+from .._exceptions import (
+    BackendRefused,
+    BackendUnavailable,
+    ConnectionClosed,
+    EventError,
+    error_for,
+)
 from .._message import Outgoing, Target
+from .._presence import Track, grouped
 from .._tasks import Supervisor
 from ._base import Backend
+from ._redis_wire import REAP, REMOVE, frame, frame_prefix, hide_password, unframe
 
 __all__ = ["RedisBackend"]
 
@@ -76,44 +90,6 @@ OUTBOX = 1024
 """Publications waiting for Redis at most, per node; the next broadcast waits for room."""
 BATCH = 256
 """Publications sent to Redis in one round trip at most."""
-
-# Forget a connection: take it out of each of its rooms and of its node.
-# ARGV: prefix, sid, node
-_REMOVE = """
-local p, sid, node = ARGV[1], ARGV[2], ARGV[3]
-local rooms = redis.call('SMEMBERS', p .. 'rooms:' .. sid)
-for _, room in ipairs(rooms) do redis.call('SREM', p .. 'room:' .. room, sid) end
-redis.call('DEL', p .. 'rooms:' .. sid)
-redis.call('SREM', p .. 'node:' .. node, sid)
-redis.call('HDEL', p .. 'owner', sid)
-return rooms
-"""
-
-# Forget every connection of each node that is dead (no alive key), or of the node given.
-# ARGV: prefix, node to wipe unconditionally ('' for none)
-_REAP = """
-local p, wipe = ARGV[1], ARGV[2]
-local reaped = 0
-local nodes = redis.call('SMEMBERS', p .. 'nodes')
-if wipe ~= '' then table.insert(nodes, wipe) end
-for _, node in ipairs(nodes) do
-  if node == wipe or redis.call('EXISTS', p .. 'alive:' .. node) == 0 then
-    for _, sid in ipairs(redis.call('SMEMBERS', p .. 'node:' .. node)) do
-      for _, room in ipairs(redis.call('SMEMBERS', p .. 'rooms:' .. sid)) do
-        redis.call('SREM', p .. 'room:' .. room, sid)
-      end
-      redis.call('DEL', p .. 'rooms:' .. sid)
-      if redis.call('HGET', p .. 'owner', sid) == node then
-        redis.call('HDEL', p .. 'owner', sid)
-      end
-      reaped = reaped + 1
-    end
-    redis.call('DEL', p .. 'node:' .. node)
-    if node ~= wipe then redis.call('SREM', p .. 'nodes', node) end
-  end
-end
-return reaped
-"""
 
 
 class RedisBackend(Backend):
@@ -148,12 +124,16 @@ class RedisBackend(Backend):
         self.max_connections = max_connections
         self.node_id = secrets.token_hex(8)
         """This process's name among the nodes."""
-        self._own_frames = _frame_prefix(self.node_id)
+        self._own_frames = frame_prefix(self.node_id)
         self._redis: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
         self._available = False
         self._connected = anyio.Event()
         self._outbox: MemoryObjectSendStream[tuple[str, bytes]] | None = None
+        self._tasks: TaskGroup | None = None
+        self._command_ids = itertools.count()
+        self._waiting: dict[int, list[Any]] = {}
+        """The commands sent to other nodes, by id: an event, then the answer once it came."""
         self.supervisor = Supervisor("RedisBackend")
         """Runs the listener and the heartbeat; `supervisor.restarts` counts their failures."""
 
@@ -196,6 +176,7 @@ class RedisBackend(Backend):
             outbox_in, outbox = anyio.create_memory_object_stream[tuple[str, bytes]](OUTBOX)
             sent_all = anyio.Event()
             async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
                 tasks.start_soon(self.supervisor.run, "listener", self._listen)
                 tasks.start_soon(self.supervisor.run, "heartbeat", self._beat)
                 tasks.start_soon(self._publish_from, outbox, sent_all)
@@ -207,6 +188,8 @@ class RedisBackend(Backend):
                 try:
                     yield
                 finally:
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeout):
+                        await self._farewell()
                     # What this node published goes out before it stops, unless Redis cannot
                     # take it.
                     self._outbox = None
@@ -215,8 +198,21 @@ class RedisBackend(Backend):
                         await sent_all.wait()
                     tasks.cancel_scope.cancel()
         finally:
+            self._tasks = None
             with anyio.CancelScope(shield=True):
                 await self._leave_cluster()
+
+    async def _farewell(self) -> None:
+        """Tell the other nodes' members that this node's presences leave with it."""
+        rooms: dict[str, list[Track]] = {}
+        for room, track in self.node.local_tracks():
+            rooms.setdefault(room, []).append(track)
+        for room, tracks in rooms.items():
+            diff = {"room": room, "joins": {}, "leaves": grouped(tracks)}
+            try:
+                await self.publish(Target(frozenset((room,))), Outgoing("presence_diff", diff))
+            except BackendUnavailable:
+                return
 
     async def _probe(self) -> None:
         """Raise `BackendRefused` when Redis answers but refuses this backend for good (a
@@ -239,13 +235,13 @@ class RedisBackend(Backend):
 
     def _where(self) -> str:
         """The Redis URL, without its password."""
-        return str(_hide_password(self.url))
+        return str(hide_password(self.url))
 
     async def _leave_cluster(self) -> None:
         if self._available:
             try:
                 with anyio.fail_after(self.timeout):
-                    await self._script(_REAP, self.prefix, self.node_id)
+                    await self._script(REAP, self.prefix, self.node_id)
                     await self._call("SREM", self._key("nodes"), self.node_id)
                     await self._call("DEL", self._key("alive", self.node_id))
             except (BackendUnavailable, TimeoutError):
@@ -279,7 +275,7 @@ class RedisBackend(Backend):
         if self._available:
             # While Redis is down this node's entries are wiped and written again on return.
             with contextlib.suppress(BackendUnavailable):
-                await self._script(_REMOVE, self.prefix, sid, self.node_id)
+                await self._script(REMOVE, self.prefix, sid, self.node_id)
 
     async def join(self, sid: str, room: str) -> None:
         if len(self.node.local_members(room)) == 1:
@@ -302,6 +298,80 @@ class RedisBackend(Backend):
         rooms = await self._call("SMEMBERS", self._key("rooms", sid))
         return frozenset(room.decode() for room in rooms)
 
+    # -- presence ------------------------------------------------------------------------------
+
+    async def track(self, room: str, track: Track, replaces: Track | None) -> None:
+        key = self._key("presence", room)
+        commands: list[tuple[Any, ...]] = [
+            ("HSET", key, track.ref, track.dump()),
+            ("HSET", self._key("tracks", track.sid), room, track.ref),
+        ]
+        if replaces is not None:
+            commands.append(("HDEL", key, replaces.ref))
+        await self._mirror(*commands)
+
+    async def untrack(self, room: str, track: Track) -> None:
+        await self._mirror(
+            ("HDEL", self._key("presence", room), track.ref),
+            ("HDEL", self._key("tracks", track.sid), room),
+        )
+
+    async def presence(self, room: str) -> list[Track]:
+        values = await self._call("HVALS", self._key("presence", room))
+        return sorted(map(Track.load, values), key=lambda track: (track.at, track.ref))
+
+    # -- the server's hand on another node's connection -----------------------------------------
+
+    async def command(self, sid: str, command: str, args: Sequence[Any], *, timeout: float) -> Any:
+        owner = await self._call("HGET", self._key("owner"), sid)
+        if owner is None or owner.decode() == self.node_id:
+            raise ConnectionClosed(f"No connection {sid!r} is open.")
+        command_id = next(self._command_ids)
+        waiting = self._waiting[command_id] = [anyio.Event()]
+        try:
+            envelope = ["q", command_id, self.node_id, sid, command, list(args)]
+            channel = self._key("c", "node", owner.decode())
+            await self._send((channel,), frame(self.node_id, envelope))
+            with anyio.fail_after(timeout + self.timeout):
+                await waiting[0].wait()
+        finally:
+            del self._waiting[command_id]
+        outcome = waiting[1]
+        if outcome[0] == "ok":
+            return outcome[1]
+        if outcome[0] == "closed":
+            raise ConnectionClosed(outcome[1])
+        if outcome[0] == "timeout":
+            raise TimeoutError
+        raise error_for(outcome[1], outcome[2])
+
+    async def _perform(
+        self, command_id: int, reply_to: str, sid: str, envelope: list[Any]
+    ) -> None:
+        """Run a command of another node on a connection of this one, and answer it."""
+        command, args = envelope
+        outcome: list[Any]
+        try:
+            outcome = ["ok", await self.node.perform(sid, command, args)]
+        except ConnectionClosed as exc:
+            outcome = ["closed", str(exc)]
+        except TimeoutError:
+            outcome = ["timeout", ""]
+        except EventError as exc:
+            outcome = ["error", exc.code, str(exc)]
+        except Exception:
+            logger.exception("A command from node %s failed (sid %s)", reply_to, sid)
+            outcome = ["error", "internal", "Internal server error."]
+        answer = frame(self.node_id, ["r", command_id, outcome])
+        with contextlib.suppress(BackendUnavailable):  # else the asking node times out
+            await self._send((self._key("c", "node", reply_to),), answer)
+
+    def _answered(self, command_id: int, outcome: list[Any]) -> None:
+        waiting = self._waiting.get(command_id)
+        if waiting is not None and len(waiting) == 1:  # one answer per command
+            waiting.append(outcome)
+            waiting[0].set()
+
     # -- broadcast -----------------------------------------------------------------------------
 
     async def publish(self, target: Target, message: Outgoing) -> None:
@@ -314,22 +384,18 @@ class RedisBackend(Backend):
             channels = [self._key("c", "all")]
         else:
             channels = [self._key("c", "room", room) for room in sorted(target.rooms)]
-        frame = _frame(
-            self.node_id,
-            [
-                None if target.rooms is None else sorted(target.rooms),
-                target.sid,
-                target.exclude,
-                message.event,
-                message.data,
-            ],
-        )
+        rooms = None if target.rooms is None else sorted(target.rooms)
+        envelope = ["m", rooms, target.sid, target.exclude, message.event, message.data]
+        await self._send(channels, frame(self.node_id, envelope))
+
+    async def _send(self, channels: Iterable[str], data: bytes) -> None:
+        """Put `data` in the outbox, for each of `channels`."""
         outbox = self._outbox
         if not self._available or outbox is None:
             raise BackendUnavailable(_UNREACHABLE)
         try:
             for channel in channels:
-                await outbox.send((channel, frame))
+                await outbox.send((channel, data))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise BackendUnavailable(_UNREACHABLE) from exc
 
@@ -367,16 +433,25 @@ class RedisBackend(Backend):
             "Redis is unreachable: %d messages for other processes were dropped.", len(batch)
         )
 
-    async def _receive_safely(self, channel: bytes, frame: bytes) -> None:
+    async def _receive_safely(self, channel: bytes, data: bytes) -> None:
         try:
-            await self._receive(channel.decode(), frame)
+            await self._receive(channel.decode(), data)
         except Exception:
             logger.exception("Dropped a message from Redis that could not be handled.")
 
-    async def _receive(self, channel: str, frame: bytes) -> None:
-        if frame.startswith(self._own_frames):
+    async def _receive(self, channel: str, data: bytes) -> None:
+        if data.startswith(self._own_frames):
             return  # delivered locally when it was published: not even decoded
-        rooms, sid, exclude, event, data = _unframe(frame)
+        kind, *envelope = unframe(data)
+        if kind == "q":
+            command_id, reply_to, sid, *rest = envelope
+            assert self._tasks is not None
+            self._tasks.start_soon(self._perform, command_id, reply_to, sid, rest)
+            return
+        if kind == "r":
+            self._answered(*envelope)
+            return
+        rooms, sid, exclude, event, data = envelope
         message = Outgoing(event, data)
         if rooms is None or len(rooms) == 1:
             target = Target(None if rooms is None else frozenset(rooms), sid, exclude)
@@ -476,13 +551,16 @@ class RedisBackend(Backend):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(self._key("alive", self.node_id), 1, px=int(self.dead_after * 1000))
                 pipe.sadd(self._key("nodes"), self.node_id)
-                pipe.eval(_REAP, 0, self.prefix, self.node_id)
+                pipe.eval(REAP, 0, self.prefix, self.node_id)
                 for sid in list(node.local_connections()):
                     pipe.hset(self._key("owner"), sid, self.node_id)
                     pipe.sadd(self._key("node", self.node_id), sid)
                     for room in node.local_rooms_of(sid):
                         pipe.sadd(self._key("room", room), sid)
                         pipe.sadd(self._key("rooms", sid), room)
+                for room, track in list(node.local_tracks()):
+                    pipe.hset(self._key("presence", room), track.ref, track.dump())
+                    pipe.hset(self._key("tracks", track.sid), room, track.ref)
                 await pipe.execute()
         self._available = True
         self._connected.set()
@@ -499,48 +577,22 @@ class RedisBackend(Backend):
                 await self._call(
                     "SET", self._key("alive", self.node_id), 1, "PX", int(self.dead_after * 1000)
                 )
-                reaped = await self._script(_REAP, self.prefix, "")
+                reaped, *gone = await self._script(REAP, self.prefix, "")
                 if reaped:
                     logger.info("Removed %d connections of nodes that stopped.", reaped)
+                await self._presences_gone(gone)
             except BackendUnavailable:
                 pass
+
+    async def _presences_gone(self, gone: list[bytes]) -> None:
+        """Tell the members of each room of the presences that a dead node's reaping took
+        out of it (`gone`: room, track, room, track, ...)."""
+        rooms: dict[str, list[Track]] = {}
+        for name, value in zip(gone[::2], gone[1::2], strict=True):
+            rooms.setdefault(name.decode(), []).append(Track.load(value))
+        for room, tracks in rooms.items():
+            await self.node.presences_gone(room, tracks)
 
     def __repr__(self) -> str:
         state = "available" if self._available else "unavailable"
         return f"<RedisBackend node={self.node_id} {state}>"
-
-
-def _hide_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _frame_prefix(origin: str) -> bytes:
-    return origin.encode() + b"\n"
-
-
-def _frame(origin: str, envelope: list[Any]) -> bytes:
-    """One message on the wire: the node that sent it on a line of its own (so that it can
-    drop its own messages unread), the lengths of the parts, then a JSON text and its binary
-    attachments."""
-    text, attachments = _codec.encode(envelope)
-    parts = [text.encode()]
-    parts += attachments
-    header = json.dumps([len(part) for part in parts]).encode()
-    return b"".join([_frame_prefix(origin), header, b"\n", *parts])
-
-
-def _unframe(frame: bytes) -> list[Any]:
-    """The envelope of a frame (its origin left out)."""
-    start = frame.index(b"\n") + 1
-    newline = frame.index(b"\n", start)
-    lengths = json.loads(frame[start:newline])
-    parts, offset = [], newline + 1
-    for length in lengths:
-        parts.append(frame[offset : offset + length])
-        offset += length
-    envelope: list[Any] = _codec.decode((parts[0].decode(), tuple(parts[1:])))
-    return envelope

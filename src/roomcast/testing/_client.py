@@ -6,10 +6,10 @@ import collections
 import itertools
 import secrets
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import anyio
 import anyio.lowlevel
@@ -21,6 +21,7 @@ from .._app import App
 from .._backlog import SHED, Backlog
 from .._connection import REACHABLE, State, move
 from .._exceptions import ConnectionClosed, ConnectionRejected, Reject
+from .._handlers import Endpoint, to_async
 from .._transport import Transport
 
 DEFAULT_MAX_OUTSTANDING = 10_000  # events sent by a client and not yet handled
@@ -28,6 +29,7 @@ DEFAULT_MAX_OUTSTANDING = 10_000  # events sent by a client and not yet handled
 _Event = tuple[str, Any, Any]  # event, data, ack
 _Wire = tuple[_codec.Encoded, int]  # an event as encoded, and its size in bytes
 _CLOSED: Any = object()  # what a pending call gets when the connection closes first
+AnswerT = TypeVar("AnswerT", bound=Callable[[Any], Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,19 @@ class MemoryTransport(Transport):
         encoded = _codec.encode([event, data])
         return encoded, len(encoded[0]) + sum(map(len, encoded[1]))
 
+    async def ask(
+        self, peer: TestClient, event: str, data: Any, answer: Callable[[Any], None]
+    ) -> Callable[[], None]:
+        answerer = peer._answerers.get(event)
+        encoded = self.encode(event, data)
+        if answerer is None or peer._state is not State.OPEN:
+            # Nothing answers it: it arrives as any event does, for the test to see.
+            await self.send((peer,), encoded)
+        else:
+            assert peer._task_group is not None
+            peer._task_group.start_soon(peer._answer, answerer, encoded[0], answer)
+        return _nothing
+
     async def send(self, peers: Iterable[TestClient], encoded: Any) -> None:
         wire, size = encoded
         for client in peers:
@@ -65,6 +80,10 @@ class MemoryTransport(Transport):
         client = self.clients.get(sid)
         if client is not None:
             await client._close(by_server=True)
+
+
+def _nothing() -> None:
+    pass
 
 
 _transports: weakref.WeakKeyDictionary[App, MemoryTransport] = weakref.WeakKeyDictionary()
@@ -126,6 +145,7 @@ class TestClient:
         self._arrived: anyio.Event | None = None
         self._handling: anyio.CancelScope | None = None
         self._events_task: int | None = None
+        self._answerers: dict[str, Endpoint] = {}
 
     @property
     def connected(self) -> bool:
@@ -196,6 +216,28 @@ class TestClient:
         if payload[0] is _CLOSED:
             raise ConnectionClosed("The connection closed before the acknowledgement came.")
         return payload[0]
+
+    @overload
+    def on(self, event: str) -> Callable[[AnswerT], AnswerT]: ...
+    @overload
+    def on(self, event: str, answerer: Callable[[Any], Any]) -> None: ...
+
+    def on(
+        self, event: str, answerer: Callable[[Any], Any] | None = None
+    ) -> Callable[[AnswerT], AnswerT] | None:
+        """Answer the server's calls of `event` (`app.call`) with `answerer(data)`, sync or
+        async: what it returns is the acknowledgement. Directly, or as a decorator. A call
+        that nothing answers arrives as an ordinary event (`receive`), and times out.
+        """
+        if answerer is None:
+
+            def decorator(func: AnswerT) -> AnswerT:
+                self._answerers[event] = to_async(func)
+                return func
+
+            return decorator
+        self._answerers[event] = to_async(answerer)
+        return None
 
     async def receive(self, event: str | None = None, *, timeout: float = 5.0) -> Message:
         """The next event the app sent this client; with `event`, the next one of that name,
@@ -299,6 +341,15 @@ class TestClient:
                 async for event, data, ack_id in self._events_out:
                     ack = None if ack_id is None else _Ack(self, ack_id)
                     await self.app.hub.received(self.sid, event, data, ack)
+
+    async def _answer(
+        self, answerer: Endpoint, wire: _codec.Encoded, answer: Callable[[Any], None]
+    ) -> None:
+        """Answer one call of the server's with `answerer`, both ways through the wire format."""
+        _, data = _codec.decode(wire)
+        value = await answerer(data)
+        if self._state is State.OPEN:
+            answer(_codec.decode(_codec.encode(value)))
 
     def _acknowledge(self, ack_id: int, encoded: _codec.Encoded) -> None:
         if self._state is not State.OPEN:

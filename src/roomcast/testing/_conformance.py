@@ -1,13 +1,19 @@
-"""One suite every backend must pass: rooms and the who-receives-what table, through
-`TestClient`.
+"""One suite every backend must pass: rooms, the who-receives-what table, presence and the
+server's hand on a connection, through `TestClient`.
 
 ```python
 from roomcast.testing import BackendConformance
 
 class TestMyBackend(BackendConformance):
+    cluster = True                   # backends made by one test share their state
+
     def make_backend(self) -> Backend:
         return MyBackend(...)        # a fresh backend with empty state for each test
 ```
+
+With `cluster = True`, the presence and server's-hand cases run with two apps, each with a
+backend of its own from `make_backend`, as two processes would: what one does is seen and done
+through the other. Else both sides are one app.
 
 The tests are `async def` methods; run them with anyio's pytest plugin
 (`anyio_mode = "auto"`, or `pytestmark = pytest.mark.anyio` in the module).
@@ -15,11 +21,14 @@ The tests are `async def` methods; run them with anyio's pytest plugin
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
+from typing import Any
 
 import anyio
 
 from .._app import App
+from .._exceptions import ConnectionClosed
 from .._request import Request
 from ..backends import Backend
 from ._client import TestClient
@@ -28,8 +37,12 @@ from ._client import TestClient
 class BackendConformance:
     """Subclass it in a test module and implement `make_backend`."""
 
+    cluster = False
+    """Whether two backends that `make_backend` returns in one test share their state."""
+
     def make_backend(self) -> Backend:
-        """A new backend with empty state; called once per test."""
+        """A new backend with empty state (shared with the others made in the same test, for
+        a `cluster`); called once per app."""
         raise NotImplementedError("Implement make_backend() in the subclass.")
 
     def make_app(self) -> App:
@@ -43,6 +56,14 @@ class BackendConformance:
         @app.route("leave")
         async def leave(req: Request) -> None:
             await req.leave(req.data)
+
+        @app.route("track")
+        async def track(req: Request) -> None:
+            await req.track(req.data["room"], req.data["meta"], key=req.data.get("key"))
+
+        @app.route("untrack")
+        async def untrack(req: Request) -> None:
+            await req.untrack(req.data)
 
         @app.route("say")
         async def say(req: Request) -> None:
@@ -159,3 +180,161 @@ class BackendConformance:
             for client in clients[:10]:
                 await client.disconnect()
             assert await app.room("all").count() == 10
+
+    # -- presence and the server's hand, seen from two processes (or one) --------------------
+
+    async def _two_apps(self, stack: AsyncExitStack) -> tuple[App, App]:
+        one = await stack.enter_async_context(self.make_app())
+        if not self.cluster:
+            return one, one
+        return one, await stack.enter_async_context(self.make_app())
+
+    @staticmethod
+    def _shape(presences: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+        """Presences with each meta's name only (refs vary), for comparing."""
+        return {key: [meta["name"] for meta in metas] for key, metas in presences.items()}
+
+    @staticmethod
+    async def _apply_diffs_until(
+        client: TestClient, state: dict[str, list[dict[str, Any]]], wanted: dict[str, list[str]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Apply the diffs `client` receives to `state`, as a client would, until it has the
+        names `wanted`; fail after a few seconds."""
+        with anyio.fail_after(5):
+            while BackendConformance._shape(state) != wanted:
+                diff = (await client.receive("presence_diff")).data
+                for key, metas in diff["leaves"].items():
+                    refs = {meta["ref"] for meta in metas}
+                    left = [meta for meta in state.get(key, []) if meta["ref"] not in refs]
+                    if left:
+                        state[key] = left
+                    else:
+                        state.pop(key, None)
+                for key, metas in diff["joins"].items():
+                    have = {meta["ref"] for meta in state.get(key, [])}
+                    state.setdefault(key, []).extend(m for m in metas if m["ref"] not in have)
+        return state
+
+    async def test_presence_state_diffs_and_every_process_agrees(self) -> None:
+        async with AsyncExitStack() as stack:
+            one, two = await self._two_apps(stack)
+            ann = await stack.enter_async_context(TestClient(one))
+            bob = await stack.enter_async_context(TestClient(two))
+            await ann.call("track", {"room": "lobby", "meta": {"name": "Ann"}, "key": "u1"})
+            state = (await ann.receive("presence_state")).data
+            assert state["room"] == "lobby"
+            assert self._shape(state["presences"]) == {"u1": ["Ann"]}
+            await bob.call("track", {"room": "lobby", "meta": {"name": "Bob"}, "key": "u2"})
+            bob_state = (await bob.receive("presence_state")).data["presences"]
+            bob_state = await self._apply_diffs_until(
+                bob, bob_state, {"u1": ["Ann"], "u2": ["Bob"]}
+            )
+            ann_state = await self._apply_diffs_until(
+                ann, state["presences"], {"u1": ["Ann"], "u2": ["Bob"]}
+            )
+            for app in (one, two):
+                presences = await app.room("lobby").presence()
+                assert presences == ann_state == bob_state
+                assert all(isinstance(meta["ref"], str) for m in presences.values() for meta in m)
+            # An update is a leave of the old meta and a join of a new one, with a new ref.
+            old_ref = ann_state["u1"][0]["ref"]
+            await ann.call("track", {"room": "lobby", "meta": {"name": "Ann 2"}, "key": "u1"})
+            wanted = {"u1": ["Ann 2"], "u2": ["Bob"]}
+            bob_state = await self._apply_diffs_until(bob, bob_state, wanted)
+            assert bob_state["u1"][0]["ref"] != old_ref
+            # A member that untracks stays a member, and the others hear of it.
+            await bob.call("untrack", "lobby")
+            ann_state = await self._apply_diffs_until(ann, ann_state, {"u1": ["Ann 2"]})
+            assert await one.room("lobby").members() == {ann.sid, bob.sid}
+            # Leaving, or disconnecting, untracks.
+            bob.drain()  # what came before the state it gets now
+            await bob.call("track", {"room": "lobby", "meta": {"name": "Bob"}, "key": "u2"})
+            bob_state = (await bob.receive("presence_state")).data["presences"]
+            bob_state = await self._apply_diffs_until(bob, bob_state, wanted)
+            await ann.disconnect()
+            await self._apply_diffs_until(bob, bob_state, {"u2": ["Bob"]})
+            assert self._shape(await one.room("lobby").presence()) == {"u2": ["Bob"]}
+            await bob.call("leave", "lobby")
+            assert await two.room("lobby").presence() == {}
+            assert await one.room("lobby").presence() == {}
+
+    async def test_presence_of_two_tabs_under_one_key(self) -> None:
+        async with AsyncExitStack() as stack:
+            one, two = await self._two_apps(stack)
+            tab1 = await stack.enter_async_context(TestClient(one))
+            tab2 = await stack.enter_async_context(TestClient(two))
+            await tab1.call("track", {"room": "r", "meta": {"name": "first"}, "key": "u"})
+            await tab2.call("track", {"room": "r", "meta": {"name": "second"}, "key": "u"})
+            for app in (one, two):
+                assert self._shape(await app.room("r").presence()) == {"u": ["first", "second"]}
+            await tab1.call("leave", "r")
+            assert self._shape(await two.room("r").presence()) == {"u": ["second"]}
+
+    async def test_server_joins_leaves_and_disconnects_any_connection(self) -> None:
+        async with AsyncExitStack() as stack:
+            one, two = await self._two_apps(stack)
+            ann = await stack.enter_async_context(TestClient(one))
+            assert await two.join(ann.sid, "desk") is True
+            assert await one.rooms_of(ann.sid) == {"desk"}
+            await two.room("desk").broadcast("news", 1)
+            assert (await ann.receive("news")).data == 1
+            assert await two.leave(ann.sid, "desk") is True
+            assert await two.room("desk").members() == frozenset()
+            assert await two.join("no-such-sid", "desk") is False
+            assert await two.leave("no-such-sid", "desk") is False
+            await two.disconnect("no-such-sid")
+            await two.disconnect(ann.sid)  # returns once it is done
+            assert not ann.connected
+            assert ann.sid not in one.connections
+
+    async def test_server_calls_any_connection(self) -> None:
+        async with AsyncExitStack() as stack:
+            one, two = await self._two_apps(stack)
+            ann = await stack.enter_async_context(TestClient(one))
+
+            @ann.on("add")
+            async def add(data: Any) -> Any:
+                return data["a"] + data["b"]
+
+            assert await two.call(ann.sid, "add", {"a": 1, "b": 2}) == 3
+            ann.on("many", lambda data: [data, data])
+            assert await two.call(ann.sid, "many", "x") == ["x", "x"]
+            # Unknown sid: at once. No answer: TimeoutError, on time.
+            with anyio.fail_after(1):
+                with _raises(ConnectionClosed):
+                    await two.call("no-such-sid", "add", {})
+            with _raises(TimeoutError):
+                await two.call(ann.sid, "unanswered", None, timeout=0.2)
+            assert (await ann.receive("unanswered")).data is None
+
+    async def test_server_call_ends_when_the_connection_goes(self) -> None:
+        async with AsyncExitStack() as stack:
+            one, two = await self._two_apps(stack)
+            ann = await stack.enter_async_context(TestClient(one))
+            outcome: list[Exception] = []
+            ended = anyio.Event()
+
+            async def call() -> None:
+                try:
+                    await two.call(ann.sid, "never", None, timeout=30)
+                except Exception as exc:
+                    outcome.append(exc)
+                ended.set()
+
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(call)
+                    await ann.receive("never")  # the call has arrived
+                    await ann.disconnect()
+                    await ended.wait()
+            assert [type(exc) for exc in outcome] == [ConnectionClosed]
+
+
+@contextmanager
+def _raises(expected: type[BaseException]) -> Iterator[None]:
+    """Fail unless the block raises `expected`."""
+    try:
+        yield
+    except expected:
+        return
+    raise AssertionError(f"{expected.__name__} was not raised")

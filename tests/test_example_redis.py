@@ -128,3 +128,26 @@ async def test_a_killed_process_leaves_no_members(redis_server: PrivateRedis) ->
                 await anyio.sleep(0.5)
             assert await members(redis_server.url, "chat") == {bob.sid}
             await alice.sio.disconnect()
+
+
+async def test_a_script_reaches_a_client_on_any_process(redis_server: PrivateRedis) -> None:
+    """The server's hand from outside the chat processes (an HTTP handler, a job): a third
+    app on the same Redis, with no transport, joins, asks and disconnects a real client."""
+    with run_example(log("hand"), "--redis", redis_server.url) as (url, _):
+        async with (
+            Client(url) as agent,
+            App(backend=RedisBackend(redis_server.url)) as desk,
+        ):
+            agent.sio.on("take ticket?", lambda ticket: {"taken": ticket["id"]})
+            assert await desk.join(agent.sid, "ticket:7") is True
+            assert await members(redis_server.url, "ticket:7") == {agent.sid}
+            await desk.room("ticket:7").broadcast("message", {"text": "customer waiting"})
+            assert (await agent.receive()).data == {"text": "customer waiting"}
+            answer = await desk.call(agent.sid, "take ticket?", {"id": 7}, timeout=5)
+            assert answer == {"taken": 7}
+            assert await desk.leave(agent.sid, "ticket:7") is True
+            assert await members(redis_server.url, "ticket:7") == frozenset()
+            await desk.disconnect(agent.sid)
+            with anyio.fail_after(5):
+                await agent.sio.wait()  # returns once the server has closed the connection
+            assert await desk.join("no-such-sid", "ticket:7") is False

@@ -39,6 +39,7 @@ def test_public_surface() -> None:
         "Node",
         "Outgoing",
         "Target",
+        "Track",
     ]
     for module in (roomcast, roomcast.testing, roomcast.backends):
         for name in module.__all__:

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+import redis.asyncio
 
 from roomcast import App, BackendRefused, BackendUnavailable, InvalidRoomName, Request
 from roomcast.backends import Backend
@@ -454,3 +455,49 @@ async def test_a_script_with_no_transport_reaches_the_cluster(prefix: str) -> No
         # Leaving the script's app sent what was waiting; it arrives in order.
         assert (await member.receive()).data == "from a script"
         assert (await member.receive()).data == "just you"
+
+
+async def test_calls_and_presences_leave_nothing_behind(
+    prefix: str, nodes: tuple[App, App]
+) -> None:
+    """A client that never answers, and presences that come and go, cost nothing after."""
+    one, two = nodes
+    async with TestClient(one) as silent, TestClient(one) as tracker:
+        for _ in range(3):
+            with pytest.raises(TimeoutError):
+                await two.call(silent.sid, "never answered", timeout=0.1)
+        assert two.backend._waiting == {}  # type: ignore[attr-defined]
+        assert not one.hub.index.connections[silent.sid].calls
+
+        @one.route("track")
+        async def track(req: Request) -> None:
+            await req.track(req.data, {"name": "t"})
+
+        await tracker.call("track", "r1")
+        await tracker.call("track", "r2")
+        assert list(await two.room("r1").presence()) == [tracker.sid]
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        left = [key async for key in client.scan_iter(match=f"{prefix}*")]
+    finally:
+        await client.aclose()
+    names = sorted(key.decode().removeprefix(prefix).split(":")[0] for key in left)
+    assert set(names) <= {"alive", "nodes"}, names
+
+
+async def test_a_bad_command_frame_is_answered_and_the_listener_goes_on(
+    nodes: tuple[App, App],
+) -> None:
+    one, two = nodes
+    async with TestClient(one) as client:
+        backend = one.backend
+        assert isinstance(backend, RedisBackend)
+        from roomcast.backends._redis_wire import frame
+
+        channel = f"{backend.prefix}c:node:{backend.node_id}".encode()
+        await backend._receive_safely(channel, frame("x", ["q", 1, "nobody", client.sid]))
+        await backend._receive_safely(channel, frame("x", ["q", 2, "x", client.sid, "nope", []]))
+        await backend._receive_safely(channel, frame("x", ["r", "junk"]))
+        await anyio.wait_all_tasks_blocked()
+        assert backend.healthy
+        assert await two.join(client.sid, "still working") is True

@@ -345,13 +345,12 @@ class RedisBackend(Backend):
             raise TimeoutError
         raise error_for(outcome[1], outcome[2])
 
-    async def _perform(
-        self, command_id: int, reply_to: str, sid: str, envelope: list[Any]
-    ) -> None:
-        """Run a command of another node on a connection of this one, and answer it."""
-        command, args = envelope
+    async def _perform(self, command_id: int, reply_to: str, sid: str, rest: list[Any]) -> None:
+        """Run a command of another node on a connection of this one, and answer it; a
+        command that makes no sense is answered with an error, like any that fails."""
         outcome: list[Any]
         try:
+            command, args = rest
             outcome = ["ok", await self.node.perform(sid, command, args)]
         except ConnectionClosed as exc:
             outcome = ["closed", str(exc)]

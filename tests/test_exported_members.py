@@ -12,6 +12,7 @@ def test_public_surface() -> None:
         "CallNext",
         "ConnectionClosed",
         "ConnectionRejected",
+        "Entry",
         "EventError",
         "InvalidPayload",
         "InvalidRoomName",

@@ -18,6 +18,7 @@ from ._exceptions import RouteConflict as RouteConflict
 from ._exceptions import TooLarge as TooLarge
 from ._exceptions import TooManyRooms as TooManyRooms
 from ._exceptions import UnknownEvent as UnknownEvent
+from ._history import Entry as Entry
 from ._hub import CallNext as CallNext
 from ._limits import Limits as Limits
 from ._limits import Stats as Stats
@@ -35,6 +36,7 @@ __all__ = [
     "CallNext",
     "ConnectionClosed",
     "ConnectionRejected",
+    "Entry",
     "EventError",
     "InvalidPayload",
     "InvalidRoomName",

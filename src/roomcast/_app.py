@@ -12,6 +12,7 @@ import anyio
 
 from ._exceptions import RouteConflict
 from ._handlers import is_async, to_async
+from ._history import HistoryRule
 from ._hub import Hub, Middleware
 from ._limits import Limits, Stats
 from ._message import Outgoing, Target
@@ -153,6 +154,12 @@ class App:
     def check_room_name(self, name: Any) -> str:
         """Return `name` if it is a valid room name here, else raise `InvalidRoomName`."""
         return self.hub.check_room_name(name)
+
+    def keep_history(self, pattern: str, *, size: int = 100, ttl: float = 300.0) -> None:
+        """Keep the broadcasts to rooms whose names match `pattern` (`fnmatch` style, as
+        guards): at most `size` per room, none older than `ttl` seconds. The first rule that
+        matches a room applies. Read them with `app.room(name).history()`."""
+        self.hub.history.add(HistoryRule(pattern, size, ttl))
 
     # -- what handlers and the rest of the program call ----------------------------------------
 

@@ -39,6 +39,7 @@ from ._exceptions import (
     UnknownEvent,
 )
 from ._handlers import Endpoint
+from ._history import Entry, HistoryRules
 from ._limits import Limits, Stats, TokenBucket
 from ._message import Outgoing, Target
 from ._presence import Batch, Diffs, Track, check_key, check_meta, grouped, new_track
@@ -85,6 +86,7 @@ class Hub:
         self.middleware: list[Middleware] = []
         self.fallback: Endpoint | None = None
         self.diffs = Diffs(self._send_presence, presence_window)
+        self.history = HistoryRules()
         backend.bind(self)
 
     # -- what transports call ------------------------------------------------------------------
@@ -314,10 +316,26 @@ class Hub:
             logger.exception("The presence changes of the room %r could not be sent", room)
 
     async def publish(self, target: Target, message: Outgoing) -> None:
-        """Send `message` to every connection `target` names: here, then in the others."""
+        """Send `message` to every connection `target` names: here, then in the others; and
+        keep it in the history of its rooms that keep one."""
         await self.deliver(target, message)
+        if target.rooms is not None and self.history.rules:
+            for room in target.rooms:
+                rule = self.history.rule_of(room)
+                if rule is not None:
+                    await self.backend.keep(room, rule, message.event, message.data)
         if target.sid is None or target.sid not in self.index.connections:
             await self.backend.publish(target, message)
+
+    async def room_history(self, room: str, after: str | None, limit: int | None) -> list[Entry]:
+        if after is not None and not isinstance(after, str):
+            raise TypeError(f"An offset is a string, not {type(after).__name__}.")
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be None or an int of 0 or more, not {limit!r}.")
+        rule = self.history.rule_of(room)
+        if rule is None or limit == 0:
+            return []
+        return await self.backend.history(room, rule, after, limit)
 
     async def members(self, rooms: Collection[str]) -> frozenset[str]:
         if len(rooms) == 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, Protocol
 
+from ._history import Entry
 from ._message import Outgoing, Target
 
 
@@ -22,6 +23,9 @@ class Rooms(Protocol):
 
     async def presence(self, room: str) -> dict[str, list[dict[str, Any]]]:
         """Who is present in `room`, across every process."""
+
+    async def room_history(self, room: str, after: str | None, limit: int | None) -> list[Entry]:
+        """The kept broadcasts of `room`, oldest first."""
 
 
 class Room:
@@ -56,10 +60,21 @@ class Room:
         """Who is present in the room, on every process: each key, and the metas of every
         connection tracked under it (each with its `"ref"`), oldest first. For one room only.
         """
+        return await self._host.presence(self._one("presence"))
+
+    async def history(self, after: str | None = None, limit: int | None = None) -> list[Entry]:
+        """The broadcasts kept for the room (see `app.keep_history`), oldest first, as
+        `Entry(offset, event, data)`; `[]` for a room no rule keeps. With `after` (an offset),
+        only what came after it, the first `limit` of those; without, the latest `limit`.
+        For one room only. Raises `ValueError` for an offset that is not one of this history's.
+        """
+        return await self._host.room_history(self._one("history"), after, limit)
+
+    def _one(self, what: str) -> str:
         if len(self.names) != 1:
-            raise TypeError("presence() is for one room; this handle names several.")
+            raise TypeError(f"{what}() is for one room; this handle names several.")
         (name,) = self.names
-        return await self._host.presence(name)
+        return name
 
     async def count(self) -> int:
         """How many connections are members."""

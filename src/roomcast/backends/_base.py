@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterable, Sequence, Set
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from .._history import Entry, HistoryRule
 from .._message import Outgoing, Target
 from .._presence import Track
 
@@ -128,6 +129,19 @@ class Backend(ABC):
     @abstractmethod
     async def presence(self, room: str) -> list[Track]:
         """Every track in `room`, on every process, oldest first."""
+
+    @abstractmethod
+    async def keep(self, room: str, rule: HistoryRule, event: str, data: Any) -> str:
+        """Keep a broadcast to `room` in its history, as `rule` says (at most `rule.size`
+        entries, none older than `rule.ttl`); return its offset."""
+
+    @abstractmethod
+    async def history(
+        self, room: str, rule: HistoryRule, after: str | None, limit: int | None
+    ) -> list[Entry]:
+        """`room`'s kept broadcasts, oldest first, none older than `rule.ttl`: after the
+        offset `after` the first `limit` (all for `None`), else the latest `limit`. Raises
+        `ValueError` for an offset that is not one of this history's."""
 
     @abstractmethod
     async def command(self, sid: str, command: str, args: Sequence[Any], *, timeout: float) -> Any:

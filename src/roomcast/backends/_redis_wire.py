@@ -9,6 +9,9 @@ binary attachments. The JSON text is an envelope whose first item says its kind:
 - `["r", id, outcome]`: the answer to command `id`: `["ok", value]`, `["closed", message]`,
   `["timeout", ""]` or `["error", code, message]`.
 
+A room's history is a stream, `history:<room>`: each entry's one field `m` is a frame of
+`[event, data]`, and its id is the entry's offset.
+
 Keys (each under the backend's prefix): `room:<name>` and `rooms:<sid>` (sets: membership),
 `owner` (hash: sid → node), `node:<id>` (set: a node's sids), `nodes` (set), `alive:<id>` (a
 key with a time to live), `presence:<room>` (hash: ref → track) and `tracks:<sid>` (hash:
@@ -18,6 +21,7 @@ room → ref, to find a connection's tracks).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -89,6 +93,51 @@ table.insert(gone, 1, reaped)
 return gone
 """
 )
+
+
+# The time on Redis's clock, in milliseconds, as `now` (for the scripts below).
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# Keep one broadcast in a room's history: at most `size` entries, none older than `ttl`, and the
+# stream itself gone `ttl` after its last entry. Returns the entry's id.
+# ARGV: key, size, ttl in milliseconds, the frame
+KEEP = (
+    _NOW
+    + """
+local key, size, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local id = redis.call('XADD', key, 'MAXLEN', size, '*', 'm', ARGV[4])
+redis.call('XTRIM', key, 'MINID', now - ttl)
+redis.call('PEXPIRE', key, ttl)
+return id
+"""
+)
+
+# A room's history, none older than `ttl`: after `after`, the first `limit`; else the latest.
+# ARGV: key, ttl in milliseconds, after ('' for none), limit ('' for all)
+HISTORY = (
+    _NOW
+    + """
+local key, ttl, after, limit = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+redis.call('XTRIM', key, 'MINID', now - ttl)
+if after ~= '' then
+  if limit ~= '' then return redis.call('XRANGE', key, '(' .. after, '+', 'COUNT', limit) end
+  return redis.call('XRANGE', key, '(' .. after, '+')
+end
+if limit ~= '' then
+  local latest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', limit)
+  local entries = {}
+  for i = #latest, 1, -1 do table.insert(entries, latest[i]) end
+  return entries
+end
+return redis.call('XRANGE', key, '-', '+')
+"""
+)
+
+STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+"""What an offset of a Redis history looks like."""
 
 
 def hide_password(url: str) -> str:

@@ -7,13 +7,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from .._exceptions import ConnectionClosed
+from .._history import Entry, HistoryRule, MemoryHistory
 from .._message import Outgoing, Target
 from .._presence import Track
 from ._base import Backend
 
 
 class MemoryBackend(Backend):
-    """For a single process: the core's own rooms and presences are the whole answer."""
+    """For a single process: the core's own rooms and presences are the whole answer; the
+    rooms' histories are kept here, in memory."""
+
+    def __init__(self) -> None:
+        self._history = MemoryHistory()
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
@@ -48,6 +53,14 @@ class MemoryBackend(Backend):
 
     async def presence(self, room: str) -> list[Track]:
         return self.node.local_presence(room)
+
+    async def keep(self, room: str, rule: HistoryRule, event: str, data: Any) -> str:
+        return self._history.append(room, rule, event, data)
+
+    async def history(
+        self, room: str, rule: HistoryRule, after: str | None, limit: int | None
+    ) -> list[Entry]:
+        return self._history.read(room, after, limit)
 
     async def command(self, sid: str, command: str, args: Sequence[Any], *, timeout: float) -> Any:
         raise ConnectionClosed(f"No connection {sid!r} is open.")

@@ -74,11 +74,22 @@ from .._exceptions import (
     EventError,
     error_for,
 )
+from .._history import Entry, HistoryRule
 from .._message import Outgoing, Target
 from .._presence import Track, grouped
 from .._tasks import Supervisor
 from ._base import Backend
-from ._redis_wire import REAP, REMOVE, frame, frame_prefix, hide_password, unframe
+from ._redis_wire import (
+    HISTORY,
+    KEEP,
+    REAP,
+    REMOVE,
+    STREAM_ID,
+    frame,
+    frame_prefix,
+    hide_password,
+    unframe,
+)
 
 __all__ = ["RedisBackend"]
 
@@ -320,6 +331,27 @@ class RedisBackend(Backend):
         values = await self._call("HVALS", self._key("presence", room))
         return sorted(map(Track.load, values), key=lambda track: (track.at, track.ref))
 
+    # -- history -------------------------------------------------------------------------------
+
+    async def keep(self, room: str, rule: HistoryRule, event: str, data: Any) -> str:
+        key, ttl = self._key("history", room), str(int(rule.ttl * 1000))
+        offset = await self._script(KEEP, key, str(rule.size), ttl, frame("", [event, data]))
+        return str(offset.decode())
+
+    async def history(
+        self, room: str, rule: HistoryRule, after: str | None, limit: int | None
+    ) -> list[Entry]:
+        if after is not None and not STREAM_ID.fullmatch(after):
+            raise ValueError(f"Not an offset of this history: {after!r}")
+        entries = await self._script(
+            HISTORY,
+            self._key("history", room),
+            str(int(rule.ttl * 1000)),
+            after or "",
+            "" if limit is None else str(limit),
+        )
+        return [Entry(offset.decode(), *unframe(fields[1])) for offset, fields in entries]
+
     # -- the server's hand on another node's connection -----------------------------------------
 
     async def command(self, sid: str, command: str, args: Sequence[Any], *, timeout: float) -> Any:
@@ -479,7 +511,7 @@ class RedisBackend(Backend):
             self._lost(exc)
             raise BackendUnavailable(_UNREACHABLE) from exc
 
-    async def _script(self, script: str, *args: str) -> Any:
+    async def _script(self, script: str, *args: str | bytes) -> Any:
         return await self._call("EVAL", script, 0, *args)
 
     async def _mirror(self, *commands: tuple[Any, ...]) -> None:

@@ -1,5 +1,5 @@
-"""One suite every backend must pass: rooms, the who-receives-what table, presence and the
-server's hand on a connection, through `TestClient`.
+"""One suite every backend must pass: rooms, the who-receives-what table, presence, the
+server's hand on a connection and room history, through `TestClient`.
 
 ```python
 from roomcast.testing import BackendConformance
@@ -11,7 +11,7 @@ class TestMyBackend(BackendConformance):
         return MyBackend(...)        # a fresh backend with empty state for each test
 ```
 
-With `cluster = True`, the presence and server's-hand cases run with two apps, each with a
+With `cluster = True`, the presence, server's-hand and history cases run with two apps, each with a
 backend of its own from `make_backend`, as two processes would: what one does is seen and done
 through the other. Else both sides are one app.
 
@@ -47,6 +47,8 @@ class BackendConformance:
 
     def make_app(self) -> App:
         app = App(backend=self.make_backend())
+        app.keep_history("kept:*", size=3, ttl=60)
+        app.keep_history("brief:*", size=10, ttl=0.3)
 
         @app.route("join")
         async def join(req: Request) -> None:
@@ -328,6 +330,68 @@ class BackendConformance:
                     await ann.disconnect()
                     await ended.wait()
             assert [type(exc) for exc in outcome] == [ConnectionClosed]
+
+    # -- history -----------------------------------------------------------------------------
+
+    async def test_history_keeps_the_latest_broadcasts_of_kept_rooms(self) -> None:
+        async with AsyncExitStack() as stack:
+            one, two = await self._two_apps(stack)
+            a = await stack.enter_async_context(TestClient(one))
+            await a.call("join", ["kept:1"])
+            for n in range(5):
+                await a.call("say", {"how": "app.room", "rooms": ["kept:1"], "text": n})
+            await a.call("say", {"how": "req.room", "rooms": ["kept:1", "other"], "text": 5})
+            await a.call("say", {"how": "app.room", "rooms": ["other"], "text": "not kept"})
+            await a.call("say", {"how": "app.broadcast", "text": "not kept either"})
+            entries = await two.room("kept:1").history()
+            assert [(e.event, e.data) for e in entries] == [("said", 3), ("said", 4), ("said", 5)]
+            assert entries == await one.room("kept:1").history()
+            offsets = [entry.offset for entry in entries]
+            assert all(isinstance(offset, str) for offset in offsets)
+            assert len(set(offsets)) == 3
+            # After an offset: what came after it, the first `limit` of those.
+            assert await two.room("kept:1").history(after=offsets[0]) == entries[1:]
+            assert await two.room("kept:1").history(after=offsets[0], limit=1) == entries[1:2]
+            assert await two.room("kept:1").history(after=offsets[2]) == []
+            # Without: the latest `limit`.
+            assert await two.room("kept:1").history(limit=2) == entries[1:]
+            assert await two.room("kept:1").history(limit=0) == []
+            assert await one.room("other").history() == []
+            assert await one.room("kept:never").history() == []
+            # Offsets increase: a later broadcast comes after every earlier one.
+            await a.call("say", {"how": "app.room", "rooms": ["kept:1"], "text": 6})
+            assert [e.data for e in await one.room("kept:1").history(after=offsets[2])] == [6]
+
+    async def test_history_carries_what_the_wire_carries(self) -> None:
+        async with AsyncExitStack() as stack:
+            one, two = await self._two_apps(stack)
+            await one.room("kept:data").broadcast("file", {"name": "a", "body": b"\x00\xff"})
+            await one.room("kept:data").broadcast("tuple", (1, 2))
+            entries = await two.room("kept:data").history()
+            assert [(e.event, e.data) for e in entries] == [
+                ("file", {"name": "a", "body": b"\x00\xff"}),
+                ("tuple", [1, 2]),
+            ]
+
+    async def test_history_forgets_what_is_older_than_its_ttl(self) -> None:
+        async with AsyncExitStack() as stack:
+            one, two = await self._two_apps(stack)
+            await one.room("brief:1").broadcast("old", 1)
+            assert [e.event for e in await two.room("brief:1").history()] == ["old"]
+            await anyio.sleep(0.5)  # the rule's ttl is 0.3 s
+            assert await two.room("brief:1").history() == []
+
+            await one.room("brief:1").broadcast("new", 2)
+            assert [e.event for e in await two.room("brief:1").history()] == ["new"]
+
+    async def test_history_refuses_what_is_not_an_offset(self) -> None:
+        async with AsyncExitStack() as stack:
+            one, _ = await self._two_apps(stack)
+            await one.room("kept:x").broadcast("e", 1)
+            with _raises(ValueError):
+                await one.room("kept:x").history(after="not an offset")
+            with _raises(TypeError):
+                await one.room("kept:x", "kept:y").history()
 
 
 @contextmanager

@@ -180,11 +180,133 @@ async def test_files_reaches_the_others_in_the_room_not_the_sender(connect: Conn
         await nothing_for(alice)
 
 
+# -- who is here (presence) ---------------------------------------------------------------------
+
+
+async def up_to_announce(client: Any) -> dict[tuple[str, str], Any]:
+    """Read what a client gets up to its `announce`: each presence event by (event, room)."""
+    got: dict[tuple[str, str], Any] = {}
+    while (message := await received(client))[0] != "announce":
+        event, data = message
+        assert (event, data["room"]) not in got, f"a second {event} of {data['room']!r}"
+        got[event, data["room"]] = data
+    return got
+
+
+def present(data: dict[str, Any], **expected: list[str]) -> None:
+    """`data` holds, under each sid given, metas with those names and a "ref" each."""
+    assert {key: [meta["name"] for meta in metas] for key, metas in data.items()} == expected
+    for metas in data.values():
+        for meta in metas:
+            assert set(meta) == {"name", "ref"}
+            assert isinstance(meta["ref"], str)
+
+
+async def test_ready_with_a_name_shows_who_is_here(connect: Connect) -> None:
+    async with connect() as alice, connect() as bob:
+        await alice.call("ready", {**ROOMS, "name": "Alice"})
+        got = await up_to_announce(alice)
+        # In each room, the newcomer gets the state, itself in it, and the diff of its join.
+        assert set(got) == {
+            (e, r) for e in ("presence_state", "presence_diff") for r in ROOMS.values()
+        }
+        alices = {}
+        for room in ROOMS.values():
+            state = got["presence_state", room]["presences"]
+            present(state, **{alice.sid: ["Alice"]})
+            alices[room] = state[alice.sid]
+            assert got["presence_diff", room] == {
+                "room": room,
+                "joins": {alice.sid: alices[room]},
+                "leaves": {},
+            }
+
+        await bob.call("ready", {**ROOMS, "name": "Bob <b>"})
+        got = await up_to_announce(bob)
+        bobs = {}
+        for room in ROOMS.values():
+            state = got["presence_state", room]["presences"]
+            present(state, **{alice.sid: ["Alice"], bob.sid: ["Bob <b>"]})
+            assert state[alice.sid] == alices[room]
+            bobs[room] = state[bob.sid]
+        # The others get the diff of the join, in each room, then the announce.
+        got = await up_to_announce(alice)
+        assert got == {
+            ("presence_diff", room): {"room": room, "joins": {bob.sid: bobs[room]}, "leaves": {}}
+            for room in ROOMS.values()
+        }
+        await nothing_for(alice)
+
+        # Disconnecting untracks: the others get the diff of the leave, in each room.
+        bob_sid = bob.sid  # a socket.io client has none once disconnected
+        await bob.disconnect()
+        diffs = [await received(alice) for _ in ROOMS]
+        assert sorted(diffs, key=lambda diff: diff[1]["room"]) == [
+            ("presence_diff", {"room": room, "joins": {}, "leaves": {bob_sid: bobs[room]}})
+            for room in sorted(ROOMS.values())
+        ]
+        await nothing_for(alice)
+
+
+async def test_the_rooms_presence_lists_the_names(connect: Connect, app: App) -> None:
+    async with connect() as alice, connect() as bob, connect() as carol, connect() as dave:
+        await alice.call("ready", {**ROOMS, "name": "Alice"})
+        await bob.call("ready", {**ROOMS, "name": "Bob"})
+        await carol.call("ready", ROOMS)  # no name, as before: a member, not present
+        await dave.call("ready", "chat")
+        for room in ROOMS.values():
+            present(await app.room(room).presence(), **{alice.sid: ["Alice"], bob.sid: ["Bob"]})
+        assert await app.room("chat").members() == {alice.sid, bob.sid, carol.sid, dave.sid}
+
+
+async def test_name_names_the_nameless_and_renames(connect: Connect, app: App) -> None:
+    async with connect() as alice, connect() as bob:
+        await alice.call("ready", {**ROOMS, "name": "Alice"})
+        await up_to_announce(alice)
+        await bob.call("ready", ROOMS)  # without a name: not present, no state
+        assert await up_to_announce(bob) == {}
+        assert await up_to_announce(alice) == {}
+        alices = {room: (await app.room(room).presence())[alice.sid] for room in ROOMS.values()}
+
+        # Bob takes a name: his first track in each room, so he gets each room's state.
+        await bob.call("name", {"name": "Bob"})
+        got = {}
+        for _ in range(2 * len(ROOMS)):
+            event, data = await received(bob)
+            got[event, data["room"]] = data
+        for room in ROOMS.values():
+            state = got["presence_state", room]["presences"]
+            present(state, **{alice.sid: ["Alice"], bob.sid: ["Bob"]})
+            assert got["presence_diff", room]["joins"] == {bob.sid: state[bob.sid]}
+        for _ in ROOMS:
+            event, data = await received(alice)
+            assert event == "presence_diff"
+            present(data["joins"], **{bob.sid: ["Bob"]})
+
+        # Alice renames herself: in each room, a leave of her old meta and a join of the new.
+        await alice.call("name", {"name": "Ann"})
+        for client in (alice, bob):
+            for _ in ROOMS:
+                event, data = await received(client)
+                assert event == "presence_diff"
+                assert data["leaves"] == {alice.sid: alices[data["room"]]}
+                present(data["joins"], **{alice.sid: ["Ann"]})
+        for room in ROOMS.values():
+            present(await app.room(room).presence(), **{alice.sid: ["Ann"], bob.sid: ["Bob"]})
+        await nothing_for(alice)
+        await nothing_for(bob)
+
+
 # -- bad input ----------------------------------------------------------------------------------
 
 INVALID = [
     ("ready", {"chat_room": "chat", "signal_room": "signal"}, "'files_room' is missing"),
     ("ready", {**ROOMS, "chat_room": ["chat"]}, "'chat_room' must be of type str"),
+    ("ready", {**ROOMS, "name": ""}, "'name' is empty"),
+    ("ready", {**ROOMS, "name": ["Alice"]}, "'name' must be of type str"),
+    ("ready", {**ROOMS, "name": "x" * 2001}, "'name' is longer than 2000 characters"),
+    ("name", "Alice", "expected an object"),
+    ("name", {"name": " "}, "'name' is empty"),
     ("send", "Hello", "expected an object"),
     ("send", {"room": "chat", "author": "Alice"}, "'message' is missing"),
     ("send", send(""), "'message' is empty"),

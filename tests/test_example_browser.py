@@ -122,22 +122,25 @@ class Person:
         self.page.screenshot(path=ARTIFACTS / f"basic_chat-{test}-{self.name.lower()}.png")
 
 
+def arrive(browser: Browser, url: str, name: str) -> Person:
+    """Open the chat page at ``url`` in a browser context of its own, and type ``name``."""
+    context = browser.new_context(viewport={"width": 1100, "height": 760})
+    page = context.new_page()
+    person = Person(name, page)
+    person.watch()
+    page.goto(url)
+    expect(page.locator("#status")).to_have_text("connected")
+    page.fill("#name", name)
+    return person
+
+
 @pytest.fixture
 def people(
     request: pytest.FixtureRequest, server: str, browser: Browser
 ) -> Iterator[tuple[Person, Person]]:
     """Alice and Bob, each on the chat page in a room of their own test, both joined."""
     room = f"{request.node.name}-{uuid.uuid4().hex[:8]}"
-    pair = []
-    for name in ("Alice", "Bob"):
-        context = browser.new_context(viewport={"width": 1100, "height": 760})
-        page = context.new_page()
-        person = Person(name, page)
-        person.watch()
-        page.goto(f"{server}/?room={room}")
-        expect(page.locator("#status")).to_have_text("connected")
-        page.fill("#name", name)
-        pair.append(person)
+    pair = [arrive(browser, f"{server}/?room={room}", name) for name in ("Alice", "Bob")]
     alice, bob = pair
     # The sender is included in `announce`: Alice sees both joins, Bob sees his own.
     announce = f"New client in the {room} room."
@@ -213,3 +216,31 @@ def test_video_call_connects(people: tuple[Person, Person]) -> None:
         expect(person.page.locator("#call-state")).to_have_text("connected", timeout=20_000)
         expect(person.page.locator("#call")).to_be_disabled()
         person.wait_for_video("#remote-video", timeout=20_000)
+
+
+def test_who_is_here_shows_names_as_text_and_drops_who_leaves(
+    people: tuple[Person, Person], browser: Browser
+) -> None:
+    alice, bob = people
+    for person in (alice, bob):  # each page lists both, by name
+        expect(person.page.locator("#people li")).to_have_text(["Alice", "Bob"])
+
+    # A third person, whose name is markup, comes to the same room, then closes her page.
+    mallory = arrive(browser, alice.page.url, XSS)
+    try:
+        for person in (alice, bob, mallory):
+            expect(person.page.locator("#people li")).to_have_text([XSS, "Alice", "Bob"])
+        # A later message has arrived, so an injected element would have loaded and fired.
+        bob.say("done")
+        for person in (alice, bob, mallory):
+            expect(person.messages("done")).to_have_count(1)
+            assert person.page.locator("#people li *").count() == 0
+            assert person.dialogs == []
+            assert not [url for url in person.requests if url.endswith("/x")]
+        alice.screenshot("who_is_here-with-mallory")
+        assert mallory.errors == [], "Mallory's page reported errors"
+    finally:
+        mallory.page.context.close()
+
+    for person in (alice, bob):  # closing the page disconnects her: she leaves the list
+        expect(person.page.locator("#people li")).to_have_text(["Alice", "Bob"])

@@ -2,8 +2,12 @@
 
 Events (client → server, then what the server sends back):
 
-- ``ready``  a room name, or ``{chat_room, signal_room, files_room}``: join them;
-  every member of the chat room (the sender too) gets ``announce``.
+- ``ready``  a room name, or ``{chat_room, signal_room, files_room, name?}``: join them;
+  every member of the chat room (the sender too) gets ``announce``. With a ``name``, the
+  sender is also made present in each of them (roomcast's presence, keyed by its sid, with
+  meta ``{name}``): it gets ``presence_state``, and every member ``presence_diff``.
+- ``name``   ``{name}``: show the sender under this name in every room it is in (an update
+  if it was present there, a first track if ``ready`` came without a name).
 - ``send``   ``{room, author, message, picture?}``: every member of the room (the sender too)
   gets ``message`` with ``{message, author}``, plus ``picture`` (a small ``data:image/...``
   URL, the author's profile picture) when the sender had one.
@@ -78,17 +82,29 @@ def create_app(backend: Backend | None = None) -> App:
 
     @app.route("ready")
     async def ready(req: Request) -> None:
+        name = None
         if isinstance(req.data, dict):
             chat_room = field(req.data, "chat_room")
             rooms = [chat_room, field(req.data, "signal_room"), field(req.data, "files_room")]
+            if req.data.get("name") is not None:
+                name = field(req.data, "name")
         else:
             chat_room = req.data
             rooms = [chat_room]
         for room in rooms:
             await req.join(room)
+        if name is not None:  # who is here: the room's members see this name
+            for room in rooms:
+                await req.track(room, {"name": name})
         await app.room(chat_room).broadcast(
             "announce", {"message": f"New client in the {chat_room} room."}
         )
+
+    @app.route("name")
+    async def set_name(req: Request) -> None:
+        new_name = field(req.data, "name")
+        for room in sorted(req.rooms):  # the rooms `ready` joined
+            await req.track(room, {"name": new_name})
 
     @app.route("send")
     async def send(req: Request) -> None:

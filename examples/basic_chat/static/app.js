@@ -24,10 +24,13 @@ const socket = io(); // the page's own origin, path /socket.io/
 
 socket.on("connect", () => {
   $("status").textContent = "connected";
-  socket.emit("ready", { chat_room: ROOM, signal_room: SIGNAL_ROOM, files_room: FILES_ROOM });
+  forgetPresences(); // a new connection: its own presence_state will come
+  shownName = myName();
+  socket.emit("ready", { chat_room: ROOM, signal_room: SIGNAL_ROOM, files_room: FILES_ROOM, name: shownName });
 });
 socket.on("disconnect", () => {
   $("status").textContent = "disconnected, reconnecting…";
+  forgetPresences();
 });
 socket.on("announce", (data) => addLine("announce", data.message));
 socket.on("message", addMessage);
@@ -78,6 +81,89 @@ $("send-form").addEventListener("submit", (event) => {
   $("message").value = "";
   $("message").focus();
 });
+
+// ---------------------------------------------------------------- who is here
+// Presence of this page's room, {key: [meta, ...]} with one key per connection: the server's
+// `presence_state`, then every `presence_diff` applied to it. A diff can come before the
+// state; those wait in `heldDiffs` until the state has come.
+
+let presences = null; // a Map of key -> metas, once the state has come
+let heldDiffs = [];
+let shownName = null; // the name the room has for this page
+let nameTimer = null;
+
+function myName() {
+  return $("name").value.trim() || "Anonymous";
+}
+
+function sendName() {
+  clearTimeout(nameTimer);
+  if (!socket.connected || myName() === shownName) return; // `ready` sends it on connecting
+  shownName = myName();
+  socket.emit("name", { name: shownName });
+}
+
+$("name").addEventListener("input", () => {
+  clearTimeout(nameTimer);
+  nameTimer = setTimeout(sendName, 500);
+});
+$("name").addEventListener("change", sendName);
+
+socket.on("presence_state", ({ room, presences: state }) => {
+  if (room !== ROOM) return; // the signal and files rooms have presences too
+  presences = new Map(Object.entries(state));
+  for (const diff of heldDiffs) applyDiff(diff);
+  heldDiffs = [];
+  showPresences();
+});
+
+socket.on("presence_diff", (diff) => {
+  if (diff.room !== ROOM) return;
+  if (presences === null) {
+    heldDiffs.push(diff);
+    return;
+  }
+  applyDiff(diff);
+  showPresences();
+});
+
+function applyDiff({ joins, leaves }) {
+  for (const [key, metas] of Object.entries(joins)) {
+    const have = presences.get(key) ?? [];
+    const refs = new Set(have.map((meta) => meta.ref));
+    const now = [...have, ...metas.filter((meta) => !refs.has(meta.ref))];
+    if (now.length) presences.set(key, now);
+  }
+  for (const [key, metas] of Object.entries(leaves)) {
+    const refs = new Set(metas.map((meta) => meta.ref));
+    const left = (presences.get(key) ?? []).filter((meta) => !refs.has(meta.ref));
+    if (left.length) presences.set(key, left);
+    else presences.delete(key);
+  }
+}
+
+function forgetPresences() {
+  presences = null;
+  heldDiffs = [];
+  showPresences();
+}
+
+function showPresences() {
+  // One entry per key, by name; "Ann (2)" when a key has two metas (two connections).
+  const people = [...(presences ?? [])].map(([key, metas]) => ({
+    key,
+    name: String(metas[0].name),
+    count: metas.length,
+  }));
+  people.sort((a, b) => a.name.localeCompare(b.name) || a.key.localeCompare(b.key));
+  $("people").replaceChildren(
+    ...people.map(({ name, count }) => {
+      const li = document.createElement("li");
+      li.textContent = count > 1 ? `${name} (${count})` : name;
+      return li;
+    }),
+  );
+}
 
 // ---------------------------------------------------------------- camera
 

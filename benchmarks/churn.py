@@ -40,7 +40,7 @@ from ._common import machine, table, write_json
 class NullTransport(Transport):
     """A transport that sends nowhere: churn measures membership, not delivery."""
 
-    def encode(self, event: str, data: Any) -> Any:
+    def encode(self, event: str, data: Any, *, offset: str | None = None) -> Any:
         return None
 
     async def send(self, peers: Iterable[Any], encoded: Any) -> None:

@@ -51,7 +51,7 @@ PAYLOAD = {"author": "bench", "message": "x" * 64, "seq": 1, "t": 123.456}
 class CallbackTransport(Transport):
     """The least a transport does: each connection's peer is a callback; call each one."""
 
-    def encode(self, event: str, data: Any) -> Any:
+    def encode(self, event: str, data: Any, *, offset: str | None = None) -> Any:
         return (event, data)
 
     async def send(self, peers: Iterable[Callable[[Any], None]], encoded: Any) -> None:

@@ -993,3 +993,76 @@ async def test_a_call_ends_with_connection_closed_when_the_client_goes(app: App,
             await asyncio.wait_for(call, 5)
     with pytest.raises(ConnectionClosed):
         await app.call(sid, "gone")
+
+
+# -- connection-state recovery -------------------------------------------------------------------
+
+
+async def test_canary_replace_connect_handler(app: App, url: str) -> None:
+    params = list(inspect.signature(socketio.AsyncServer._handle_connect).parameters)
+    assert params == ["self", "eio_sid", "namespace", "data"]
+    server = socketio.AsyncServer(async_mode="asgi")
+    seen: list[tuple[str, Any]] = []
+
+    async def handle(connect: Any, eio_sid: str, namespace: str, data: Any) -> None:
+        seen.append((namespace, data))
+        await connect(eio_sid, namespace, {"changed": True})
+
+    server.on("connect", lambda sid, environ, auth: seen.append(("hook", auth)))
+    _internals.replace_connect_handler(server, "/", handle)
+    async with serve(socketio.ASGIApp(server)) as base:
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(base, transports=["websocket"], auth={"a": 1})
+        await client.disconnect()
+    assert seen == [("/", {"a": 1}), ("hook", {"changed": True})]
+
+
+async def test_canary_replace_pre_connect() -> None:
+    server = socketio.AsyncServer(async_mode="asgi")
+    assert inspect.iscoroutinefunction(server.manager.pre_connect)
+    assert list(inspect.signature(server.manager.pre_connect).parameters) == [
+        "eio_sid",
+        "namespace",
+    ]
+    made: list[str | None] = []
+
+    async def pre_connect(next_: Any, eio_sid: str, namespace: str) -> str | None:
+        sid = await next_(eio_sid, namespace)
+        made.append(sid)
+        return sid
+
+    _internals.replace_pre_connect(server, pre_connect)
+    async with serve(socketio.ASGIApp(server)) as base:
+        server.on("connect", lambda sid, environ: None)
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(base, transports=["websocket"])
+        sid = client.get_sid()
+        await client.disconnect()
+    assert made == [sid]
+
+
+async def test_canary_pre_connect_with_sid() -> None:
+    server = socketio.AsyncServer(async_mode="asgi")
+    sid = await _internals.pre_connect_with_sid(
+        server, server.manager.pre_connect, "eio1", "/", "the old sid"
+    )
+    assert sid == "the old sid"
+    assert server.manager.sid_from_eio_sid("eio1", "/") == "the old sid"
+    assert "generate_id" not in vars(server.eio)  # the engine's own again
+    assert server.eio.generate_id() != "the old sid"
+
+
+async def test_canary_add_to_connect_reply(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = socketio.AsyncServer(async_mode="asgi")
+    sent: list[Any] = []
+
+    async def send(eio_sid: str, data: Any) -> None:
+        sent.append(data)
+
+    monkeypatch.setattr(server.eio, "send", send)
+    _internals.add_to_connect_reply(server, "/", lambda sid: {"pid": f"pid of {sid}"})
+    packet = socketio.packet.Packet
+    await server._send_packet("e", packet(socketio.packet.CONNECT, {"sid": "s1"}, namespace="/"))
+    await server._send_packet("e", packet(socketio.packet.CONNECT, {"sid": "s2"}, namespace="/x"))
+    await server._send_packet("e", packet(socketio.packet.EVENT, ["a", {"sid": "s3"}]))
+    assert sent == ['0{"sid":"s1","pid":"pid of s1"}', '0/x,{"sid":"s2"}', '2["a",{"sid":"s3"}]']

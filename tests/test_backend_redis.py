@@ -184,6 +184,7 @@ async def main():
 
     async with app, TestClient(app) as client:
         await client.call("join", "doomed")
+        await anyio.sleep(0.3)  # the join's diff leaves the outbox for Redis
         print(client.sid, flush=True)
         await anyio.sleep(60)  # the node stays up until it is killed
 

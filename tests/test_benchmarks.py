@@ -138,3 +138,38 @@ def test_churn_runs(tmp_path: Path) -> None:
         assert result["ops_counted"] > 0
         assert result["bytes_per_connection"] > 0
         assert all(us > 0 for us in result["us_per_op"].values())
+
+
+def test_presence_runs(tmp_path: Path) -> None:
+    """Join storms, presence(), memory per track and calls, in memory and over Redis (two
+    apps; the calls' other app in a subprocess): every member reaches the room's state."""
+    require_redis()
+    stdout, data = run_benchmark(tmp_path, "presence", "--quick", "--redis-url", REDIS_URL)
+    assert "members agreeing" in stdout
+    assert "bytes per track" in stdout
+    storms = data["storm"]
+    assert [(r["backend"], r["size"]) for r in storms] == [
+        ("memory", 50),
+        ("memory", 100),
+        ("redis", 50),
+        ("redis", 100),
+    ]
+    for storm in storms:
+        assert storm["agree"] == storm["present"] == storm["size"]
+        assert storm["failed_calls"] == 0
+        assert storm["diffs_min"] >= 1
+        assert storm["converged_s"] > 0
+    assert [(r["backend"], r["size"]) for r in data["presence"]] == [
+        ("memory", 200),
+        ("redis", 200),
+    ]
+    assert all(r["median_ms"] > 0 for r in data["presence"])
+    assert data["memory"]["tracked_bytes_per_connection"] > 0
+    calls = data["calls"]
+    assert {(r["where"], r["answerer"], r["callers"]) for r in calls} == {
+        (where, answerer, callers)
+        for where in ("local", "other process")
+        for answerer in ("async def", "sync def")
+        for callers in (1, 10)
+    }
+    assert all(r["per_s"] > 0 for r in calls)

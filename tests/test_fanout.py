@@ -21,7 +21,7 @@ class Recorder(Transport):
         self.name = name
         self.sent: list[tuple[Any, list[Any]]] = []
 
-    def encode(self, event: str, data: Any) -> Any:
+    def encode(self, event: str, data: Any, *, offset: str | None = None) -> Any:
         return (self.name, event, data)
 
     async def send(self, peers: Iterable[Any], encoded: Any) -> None:

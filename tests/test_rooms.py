@@ -7,7 +7,7 @@ from roomcast._rooms import LocalRooms, check_room_name
 
 
 class Wire(Transport):
-    def encode(self, event: str, data: object) -> object:
+    def encode(self, event: str, data: object, *, offset: str | None = None) -> object:
         return event
 
     async def send(self, peers: object, encoded: object) -> None:

@@ -100,6 +100,10 @@ class Connection:
     """Its presence in each room it tracked (made on its first track)."""
     calls: set[Answer] | None = None
     """The server's calls to it waiting for an answer (made on the first call)."""
+    since: int = 0
+    """The number of the last event in the recovery log when it opened."""
+    recovered: bool = False
+    """Whether it is a dropped connection given back (sid, rooms, session, missed events)."""
     # FIFO, and taken without a trip through the event loop when free.
     lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
 

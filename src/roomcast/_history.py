@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from . import _codec
+from ._codec import Encoded, decode, encode
 
 
 class Entry(NamedTuple):
@@ -81,7 +81,7 @@ class MemoryHistory:
         # room -> (its rule, its entries: (offset number, time, encoded [event, data])), the
         # rooms in the order of their last broadcast.
         self._rooms: collections.OrderedDict[
-            str, tuple[HistoryRule, collections.deque[tuple[int, float, _codec.Encoded]]]
+            str, tuple[HistoryRule, collections.deque[tuple[int, float, Encoded]]]
         ] = collections.OrderedDict()
 
     def append(self, room: str, rule: HistoryRule, event: str, data: Any) -> str:
@@ -96,7 +96,7 @@ class MemoryHistory:
         # Offsets increase within a room, even after it was forgotten and kept again: they
         # follow the monotonic clock, in nanoseconds.
         number = max(entries[-1][0] + 1, now_ns) if entries else now_ns
-        entries.append((number, now, _codec.encode([event, data])))
+        entries.append((number, now, encode([event, data])))
         return _offset(number)
 
     def read(self, room: str, after: str | None, limit: int | None) -> list[Entry]:
@@ -112,7 +112,7 @@ class MemoryHistory:
         chosen = [entry for entry in entries if entry[0] > start]
         if limit is not None:
             chosen = chosen[:limit] if after is not None else chosen[max(0, len(chosen) - limit) :]
-        return [Entry(_offset(number), *_codec.decode(encoded)) for number, _, encoded in chosen]
+        return [Entry(_offset(number), *decode(encoded)) for number, _, encoded in chosen]
 
     def _forget_idle(self, now: float) -> None:
         """Forget the rooms whose last broadcast is older than their rule's ttl."""

@@ -43,6 +43,7 @@ from ._history import Entry, HistoryRules
 from ._limits import Limits, Stats, TokenBucket
 from ._message import Outgoing, Target
 from ._presence import Batch, Diffs, Track, check_key, check_meta, grouped, new_track
+from ._recovery import Claim, Recovery
 from ._request import Ack, Request
 from ._rooms import LocalRooms, check_room_name, group
 from ._routing import Router
@@ -87,6 +88,8 @@ class Hub:
         self.fallback: Endpoint | None = None
         self.diffs = Diffs(self._send_presence, presence_window)
         self.history = HistoryRules()
+        self.recovery: Recovery | None = None
+        """The log and the dropped connections, while a transport recovers connections."""
         backend.bind(self)
 
     # -- what transports call ------------------------------------------------------------------
@@ -99,12 +102,15 @@ class Hub:
         environ: Mapping[str, Any] | None = None,
         *,
         peer: Any = None,
+        claim: Claim | None = None,
     ) -> None:
         """Open the connection `sid` and run the connect hooks.
 
         `environ` is what the transport knows of the connection (for python-socketio, the
         WSGI-style environ of the HTTP request: headers, query string, remote address).
         `peer` is what `transport.send` will be given to reach it (by default, `sid`).
+        `claim` (from `recovery.claim`) recovers a dropped connection: `sid` is its sid, and
+        it gets its rooms, its session and the events it missed before anything else.
 
         Raises `Reject` when a hook refuses it (a hook that fails otherwise is logged and
         refuses with a generic reason); the connection is then already forgotten.
@@ -114,9 +120,14 @@ class Hub:
         )
         if self.limits.rate is not None:
             conn.bucket = TokenBucket(self.limits.rate, self.limits.burst, self.clock())
+        if self.recovery is not None:
+            conn.since = self.recovery.number
         self.index.add(conn)
+        rooms = () if claim is None else await self._recover(conn, claim)
         try:
             await self.backend.add(sid)
+            for room in rooms:
+                await self.backend.join(sid, room)
         except BaseException:  # the backend's own word, such as "start the app first"
             conn.move(State.CLOSING)
             self.index.remove(conn)
@@ -138,6 +149,22 @@ class Hub:
             raise
         if conn.state is State.CONNECTING:  # not closed while its hooks ran
             conn.move(State.OPEN)
+
+    async def _recover(self, conn: Connection, claim: Claim) -> list[str]:
+        """Give `conn` back its session and rooms, and hand its transport the events it
+        missed, before anything else can reach it: it joins its rooms and the missed events
+        are found with nothing awaited in between, and transports hand events over without
+        waiting (`Transport.send`), so no broadcast comes between. Return its rooms, for the
+        backend."""
+        assert self.recovery is not None
+        conn.recovered = True
+        conn.session = claim.absent.session
+        rooms = [room for room in sorted(claim.absent.rooms) if self.index.join(conn, room)]
+        missed = self.recovery.missed(claim)
+        transport, peers = conn.transport, (conn.peer,)
+        for message in missed:
+            await transport.send(peers, message.encoded(transport))
+        return rooms
 
     async def received(self, sid: str, event: str, data: Any, ack: Ack | None) -> None:
         """Run the handler of `event` for `sid`; `ack` is `None` when none was asked for.
@@ -197,11 +224,16 @@ class Hub:
             request, lambda: self._through_middleware(request, index + 1)
         )
 
-    async def closed(self, sid: str) -> None:
-        """The connection `sid` closed: run the disconnect hooks, then forget it."""
+    async def closed(self, sid: str, *, resumable: str | None = None) -> None:
+        """The connection `sid` closed: run the disconnect hooks, then forget it. With
+        `resumable` (its private id), it dropped without asking: it may be recovered within
+        the recovery window."""
         conn = self.index.connections.get(sid)
         if conn is not None:
             await self._end(conn, hooks=True)
+            if resumable is not None and self.recovery is not None:
+                rooms = frozenset(conn.rooms)
+                self.recovery.dropped(sid, resumable, rooms, conn.session, conn.since)
 
     async def _end(self, conn: Connection, *, hooks: bool) -> None:
         """Close `conn`: it receives nothing from now on, its disconnect hooks run to the
@@ -318,6 +350,8 @@ class Hub:
     async def publish(self, target: Target, message: Outgoing) -> None:
         """Send `message` to every connection `target` names: here, then in the others; and
         keep it in the history of its rooms that keep one."""
+        if self.recovery is not None:
+            self.recovery.record(target, message)
         await self.deliver(target, message)
         if target.rooms is not None and self.history.rules:
             for room in target.rooms:

@@ -27,13 +27,20 @@ class Outgoing:
 
     event: str
     data: Any
+    offset: str | None = None
+    """Its offset in the recovery log, while the app recovers connections (it goes out with
+    it, the same for every receiver)."""
     _encoded: dict[Transport, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def encoded(self, transport: Transport) -> Any:
         """The wire form of this message for `transport`, encoding it on first use."""
         wire = self._encoded.get(transport, _MISSING)
         if wire is _MISSING:
-            wire = self._encoded[transport] = transport.encode(self.event, self.data)
+            if self.offset is None:  # (a transport of one's own may not know `offset`)
+                wire = transport.encode(self.event, self.data)
+            else:
+                wire = transport.encode(self.event, self.data, offset=self.offset)
+            self._encoded[transport] = wire
         return wire
 
 

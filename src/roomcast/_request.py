@@ -86,6 +86,12 @@ class Request:
         return self._conn.session
 
     @property
+    def recovered(self) -> bool:
+        """Whether the connection is a dropped one given back by connection-state recovery,
+        with its sid, rooms, session and the events it missed (see `attach(recovery=...)`)."""
+        return self._conn.recovered
+
+    @property
     def rooms(self) -> frozenset[str]:
         """The rooms the sender is in now."""
         return frozenset(self._conn.rooms)

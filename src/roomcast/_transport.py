@@ -28,8 +28,12 @@ class Transport(ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot ask its clients for answers.")
 
     @abstractmethod
-    def encode(self, event: str, data: Any) -> Any:
-        """Return the wire form of one event; called once per broadcast, not per receiver."""
+    def encode(self, event: str, data: Any, *, offset: str | None = None) -> Any:
+        """Return the wire form of one event; called once per broadcast, not per receiver.
+
+        `offset` is the event's offset in the recovery log, while the app recovers
+        connections (a transport enabled it): a transport that recovers connections sends it
+        with the event; another ignores it."""
 
     @abstractmethod
     async def send(self, peers: Iterable[Any], encoded: Any) -> None:

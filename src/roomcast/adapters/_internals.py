@@ -18,7 +18,11 @@ What is replaced, all on the objects `attach` is given or creates, never on a cl
   (`wrap_engineio_handler`), so that what a client sends is checked before python-socketio
   keeps or parses it (`_inbound.py`);
 - `sio.handle_request`, an instance attribute over python-socketio's public method that first
-  refuses a request not served on asyncio (`refuse_off_asyncio`).
+  refuses a request not served on asyncio (`refuse_off_asyncio`);
+- while connections are recovered (`attach(recovery=...)`): `sio._handle_connect`
+  (`replace_connect_handler`), `sio.manager.pre_connect` (`replace_pre_connect`), with
+  `sio.eio.generate_id` for the time of one call (`pre_connect_with_sid`), and
+  `sio._send_packet` (`add_to_connect_reply`), all instance attributes.
 
 Internals change without notice, so the adapter runs only with the releases it is tested with:
 `check_versions()`, called when a transport is made (`attach`), raises `RuntimeError` when
@@ -46,6 +50,7 @@ __all__ = [
     "REQUIRED",
     "TESTED",
     "UVICORN_SANSIO",
+    "add_to_connect_reply",
     "check_versions",
     "close_socket",
     "direct_write",
@@ -62,10 +67,13 @@ __all__ = [
     "installed_version",
     "is_upgraded",
     "pending_binary",
+    "pre_connect_with_sid",
     "queue_length",
     "refuse_off_asyncio",
+    "replace_connect_handler",
     "replace_engineio_connect",
     "replace_event_handler",
+    "replace_pre_connect",
     "send_ack",
     "session_id",
     "tested_range",
@@ -186,6 +194,95 @@ def replace_event_handler(sio: Any, namespace: str, handle: EventHandler) -> Non
             await handle(eio_sid, ack_id, data)
 
     sio._handle_event = handle_event
+
+
+ConnectHandler = Callable[[str, str, Any], Awaitable[None]]
+
+
+def replace_connect_handler(
+    sio: Any, namespace: str, handle: Callable[[ConnectHandler, str, str, Any], Awaitable[None]]
+) -> None:
+    """Hand each CONNECT packet of `namespace` to `handle(next, eio_sid, namespace, data)`
+    before python-socketio connects it (`data`: what the client sent, its auth), which calls
+    `next(eio_sid, namespace, data)` to go on, with the data it chooses.
+
+    Reads `sio._handle_connect`, python-socketio's `AsyncServer._handle_connect(eio_sid,
+    namespace, data)`, and replaces it with an instance attribute; python-socketio calls it
+    through `self` for each CONNECT packet.
+    """
+    next_handler: ConnectHandler = sio._handle_connect
+
+    async def handle_connect(eio_sid: str, connect_namespace: str | None, data: Any) -> None:
+        if (connect_namespace or "/") != namespace:
+            await next_handler(eio_sid, connect_namespace, data)  # type: ignore[arg-type]
+        else:
+            await handle(next_handler, eio_sid, namespace, data)
+
+    sio._handle_connect = handle_connect
+
+
+PreConnect = Callable[[str, str], Awaitable[str | None]]
+
+
+def replace_pre_connect(
+    sio: Any, pre_connect: Callable[[PreConnect, str, str], Awaitable[str | None]]
+) -> None:
+    """Have `pre_connect(next, eio_sid, namespace)` choose the sid of each connection to a
+    namespace, calling `next(eio_sid, namespace)` (python-socketio's own) to make it.
+
+    Reads `sio.manager.pre_connect`, the manager's undocumented `pre_connect(eio_sid,
+    namespace)` that makes a connection's sid and registers it (or returns `None` when the
+    Engine.IO connection is already connected to the namespace), and replaces it with an
+    instance attribute; `_handle_connect` and the manager's `connect` call it through the
+    manager.
+    """
+    next_pre_connect: PreConnect = sio.manager.pre_connect
+
+    async def chosen(eio_sid: str, namespace: str) -> str | None:
+        return await pre_connect(next_pre_connect, eio_sid, namespace)
+
+    sio.manager.pre_connect = chosen
+
+
+async def pre_connect_with_sid(
+    sio: Any, pre_connect: PreConnect, eio_sid: str, namespace: str, sid: str
+) -> str | None:
+    """Call `pre_connect` (python-socketio's) so that the sid it makes is `sid`.
+
+    Sets `sio.eio.generate_id`, the Engine.IO server's method that python-socketio's
+    `pre_connect` calls once to make a sid, to an instance attribute that returns `sid`, for
+    the time of the call (which does not wait on anything in between), and removes it after.
+    """
+    sio.eio.generate_id = lambda: sid
+    try:
+        return await pre_connect(eio_sid, namespace)
+    finally:
+        del sio.eio.generate_id
+
+
+def add_to_connect_reply(
+    sio: Any, namespace: str, extra: Callable[[str], Mapping[str, Any]]
+) -> None:
+    """Add `extra(sid)` to the data of each CONNECT reply of `namespace` (`{"sid": sid}`).
+
+    Reads `sio._send_packet(eio_sid, pkt)`, python-socketio's way to send a packet, and
+    replaces it with an instance attribute that, for a `sio.packet_class` CONNECT packet of
+    `namespace` whose `data` is a dict with a `"sid"`, replaces its `data` first.
+    """
+    send_packet: Callable[[str, Any], Awaitable[None]] = sio._send_packet
+
+    async def send(eio_sid: str, pkt: Any) -> None:
+        data = pkt.data
+        if (
+            pkt.packet_type == socketio.packet.CONNECT
+            and (pkt.namespace or "/") == namespace
+            and isinstance(data, dict)
+            and isinstance(data.get("sid"), str)
+        ):
+            pkt.data = {**data, **extra(data["sid"])}
+        await send_packet(eio_sid, pkt)
+
+    sio._send_packet = send
 
 
 def refuse_off_asyncio(sio: Any) -> None:

@@ -65,6 +65,8 @@ from .._app import App
 from .._backlog import SHED, Backlog
 from .._connection import REACHABLE, State, move
 from .._exceptions import Reject
+from .._message import Outgoing
+from .._recovery import Claim, Recovery
 from .._transport import Transport
 from . import _internals
 from ._asgi import BodyLimit as BodyLimit
@@ -74,12 +76,21 @@ from ._inbound import Inbound
 __all__ = ["BodyLimit", "SocketIOTransport", "attach"]
 
 
-def attach(app: App, sio: socketio.AsyncServer, namespace: str = "/") -> SocketIOTransport:
+def attach(
+    app: App, sio: socketio.AsyncServer, namespace: str = "/", *, recovery: float | None = None
+) -> SocketIOTransport:
     """Route every Socket.IO event of `namespace` through `app`; return the transport.
 
+    `recovery`: seconds within which a client whose connection dropped (not a disconnect it
+    asked for) and that reconnects gets back its sid, rooms, session and the events it missed,
+    as the official socket.io-client (4.6+) asks for (`None`: off). See `docs/recovery.md`.
+
     Raises `RuntimeError` when the installed python-socketio or python-engineio is not a
-    release the adapter is tested with."""
+    release the adapter is tested with, and `ValueError` when the app already recovers
+    connections through another transport."""
     transport = SocketIOTransport(app, sio, namespace)
+    if recovery is not None:
+        transport._recover(recovery)
     sio.on("connect", transport._on_connect, namespace=namespace)
     sio.on("disconnect", transport._on_disconnect, namespace=namespace)
     _internals.replace_event_handler(sio, namespace, transport._on_event)
@@ -134,6 +145,7 @@ class Peer:
     __slots__ = (
         "backlog",
         "held",
+        "pid",
         "queue",
         "queue_length",
         "sid",
@@ -145,9 +157,16 @@ class Peer:
     )
 
     def __init__(
-        self, sid: str, socket: Any, writer: DirectWriter | None, backlog: Backlog
+        self,
+        sid: str,
+        socket: Any,
+        writer: DirectWriter | None,
+        backlog: Backlog,
+        pid: str | None = None,
     ) -> None:
         self.sid = sid
+        self.pid = pid
+        """Its private id, while connections are recovered."""
         self.socket = socket
         self.queue: Any = None
         self.queue_length: Callable[[], int | None] | None = None
@@ -163,6 +182,15 @@ class Peer:
         self.tasks: set[asyncio.Task[None]] = set()
         """The tasks handling its events (one runs, the others wait their turn)."""
 
+
+RECOVERABLE = frozenset(
+    {
+        socketio.AsyncServer.reason.PING_TIMEOUT,
+        socketio.AsyncServer.reason.TRANSPORT_CLOSE,
+        socketio.AsyncServer.reason.TRANSPORT_ERROR,
+    }
+)
+"""Why a connection closed, when it may be recovered: it dropped, it did not ask to go."""
 
 TOO_MANY_PENDING = {"code": "rate_limited", "message": "Too many events waiting: slow down."}
 
@@ -188,6 +216,10 @@ class SocketIOTransport(Transport):
         self._peers: dict[str, Peer] = {}
         self.inbound = Inbound(sio, app.limits, app.stats, self._reply_error, app.hub.clock)
         """The checks on what clients send, before python-socketio keeps or parses it."""
+        self.recovery: Recovery | None = None
+        """The app's recovery log and dropped connections, when this transport recovers."""
+        self._claims: dict[str, Claim | None] = {}  # by Engine.IO sid, while connecting
+        self._pids: dict[str, tuple[str, Claim | None]] = {}  # by sid, while connecting
 
     @property
     def fast_path(self) -> bool:
@@ -201,8 +233,10 @@ class SocketIOTransport(Transport):
         `None` when it is on."""
         return self._fast_path_off_reason
 
-    def encode(self, event: str, data: Any) -> Encoded:
+    def encode(self, event: str, data: Any, *, offset: str | None = None) -> Encoded:
         args = [event] if data is None else [event, data]
+        if offset is not None:  # last, as Socket.IO's own server puts it
+            args.append(offset)
         packets, sizes, text = _internals.event_packets(self.sio, self.namespace, args)
         return Encoded(packets, sizes, None if text is None else text_frame(text))
 
@@ -307,14 +341,69 @@ class SocketIOTransport(Transport):
     async def close(self, sid: str) -> None:
         await self.sio.disconnect(sid, namespace=self.namespace)
 
+    # -- connection-state recovery ------------------------------------------------------------
+
+    def _recover(self, window: float) -> None:
+        """Recover the connections of this namespace that drop, for `window` seconds."""
+        if self.app.hub.recovery is not None:
+            raise ValueError("The app already recovers connections through another transport.")
+        self.recovery = self.app.hub.recovery = Recovery(window, self._size_of)
+        _internals.replace_connect_handler(self.sio, self.namespace, self._connect_packet)
+        _internals.replace_pre_connect(self.sio, self._pre_connect)
+        _internals.add_to_connect_reply(self.sio, self.namespace, self._private_id)
+
+    def _size_of(self, message: Outgoing) -> int:
+        return sum(message.encoded(self).sizes)
+
+    async def _connect_packet(
+        self, connect: _internals.ConnectHandler, eio_sid: str, namespace: str, data: Any
+    ) -> None:
+        """A client connects: one that brings a private id and an offset (socket.io-client
+        does when it reconnects) claims its dropped connection; they are taken out of what
+        the app sees as its auth either way."""
+        assert self.recovery is not None
+        if isinstance(data, dict) and "pid" in data:
+            data = dict(data)
+            pid, offset = data.pop("pid"), data.pop("offset", None)
+            self._claims[eio_sid] = self.recovery.claim(pid, offset)
+            data = data or None
+        try:
+            await connect(eio_sid, namespace, data)
+        finally:
+            self._claims.pop(eio_sid, None)
+
+    async def _pre_connect(
+        self, pre_connect: _internals.PreConnect, eio_sid: str, namespace: str
+    ) -> str | None:
+        """The sid of a connection: its old one when it recovers, else a new one."""
+        claim = self._claims.pop(eio_sid, None) if namespace == self.namespace else None
+        if claim is None:
+            sid = await pre_connect(eio_sid, namespace)
+        else:
+            sid = await _internals.pre_connect_with_sid(
+                self.sio, pre_connect, eio_sid, namespace, claim.sid
+            )
+        if sid is not None and namespace == self.namespace:
+            assert self.recovery is not None
+            pid = self.recovery.new_pid() if claim is None else claim.pid
+            self._pids[sid] = (pid, claim if sid == getattr(claim, "sid", None) else None)
+        return sid
+
+    def _private_id(self, sid: str) -> dict[str, str]:
+        """What the connect reply carries besides the sid: the private id."""
+        peer = self._peers.get(sid)
+        pid = peer.pid if peer is not None else self._pids.get(sid, (None, None))[0]
+        return {} if pid is None else {"pid": pid}
+
     # -- what python-socketio calls ------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         socket = _internals.engineio_socket(self.sio, sid, self.namespace)
         writer = DirectWriter.of(socket, environ) if self.fast_path else None
+        pid, claim = self._pids.pop(sid, (None, None))
         # Until python-socketio has sent the connect reply, what the hooks send is held:
         # no direct writer yet, so that nothing overtakes it.
-        peer = Peer(sid, socket, None, Backlog(self.app.limits))
+        peer = Peer(sid, socket, None, Backlog(self.app.limits), pid)
         watch = _internals.upgrade_listener(socket)
         if writer is None and isinstance(watch, _UpgradeWatch):
             watch.peers.append(peer)  # told when the upgrade starts
@@ -322,7 +411,7 @@ class SocketIOTransport(Transport):
         # Known before the hooks run, so that a disconnection during them forgets it too.
         self._peers[sid] = peer
         try:
-            await self.app.hub.opened(sid, auth, self, environ, peer=peer)
+            await self.app.hub.opened(sid, auth, self, environ, peer=peer, claim=claim)
         except BaseException as exc:
             self._forget(sid)
             if isinstance(exc, Reject):
@@ -335,8 +424,13 @@ class SocketIOTransport(Transport):
             asyncio.get_running_loop().call_soon(self._release, peer, writer)
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        peer = self._peers.get(sid)
+        # A connection that dropped may be recovered; not one that was closed on purpose.
+        resumable = None
+        if peer is not None and peer.state is State.OPEN and reason in RECOVERABLE:
+            resumable = peer.pid
         self._forget(sid)
-        await self.app.hub.closed(sid)
+        await self.app.hub.closed(sid, resumable=resumable)
 
     def _upgraded(self, peer: Peer) -> DirectWriter | None:
         """The direct writer of a connection upgrading to a websocket, once it has."""

@@ -46,7 +46,7 @@ class MemoryTransport(Transport):
     def __init__(self) -> None:
         self.clients: dict[str, TestClient] = {}
 
-    def encode(self, event: str, data: Any) -> _Wire:
+    def encode(self, event: str, data: Any, *, offset: str | None = None) -> _Wire:
         encoded = _codec.encode([event, data])
         return encoded, len(encoded[0]) + sum(map(len, encoded[1]))
 

@@ -502,3 +502,34 @@ async def test_a_bad_command_frame_is_answered_and_the_listener_goes_on(
         await anyio.wait_all_tasks_blocked()
         assert backend.healthy
         assert await two.join(client.sid, "still working") is True
+
+
+async def test_a_crowd_tracking_at_once_does_not_cut_a_node_off(prefix: str) -> None:
+    """Hundreds of connections joining and tracking at once, on a node with few Redis
+    connections and a short timeout: their writes share round trips, so none waits behind the
+    others past the timeout, Redis is not declared lost, and every process agrees."""
+    options = {"max_connections": 2, "timeout": 0.1}
+    async with (
+        make_app(REDIS_URL, prefix, **options) as one,
+        make_app(REDIS_URL, prefix, **options) as two,
+        AsyncExitStack() as stack,
+    ):
+
+        @one.route("track")
+        async def track(req: Request) -> None:
+            await req.track("crowd", {"n": req.data})
+
+        clients = [await stack.enter_async_context(TestClient(one)) for _ in range(400)]
+        async with anyio.create_task_group() as tg:
+            for n, client in enumerate(clients):
+                tg.start_soon(client.call, "track", n)
+        for app in (one, two):
+            backend = app.backend
+            assert isinstance(backend, RedisBackend)
+            assert backend.available
+            assert backend.supervisor.restarts == 0
+        presences = await two.room("crowd").presence()
+        assert sorted(metas[0]["n"] for metas in presences.values()) == list(range(400))
+        await stack.aclose()  # and they all leave at once
+        assert await two.room("crowd").presence() == {}
+        assert await two.room("crowd").members() == frozenset()

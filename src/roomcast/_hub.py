@@ -328,20 +328,26 @@ class Hub:
     async def _send_presence(self, room: str, batch: Batch) -> None:
         """Send one room's coalesced changes: the state to the connections that tracked in it
         for the first time, then the diff to every member, on every process."""
+        newcomers = [
+            conn
+            for conn in batch.newcomers
+            if conn.reachable and conn.tracks is not None and room in conn.tracks
+        ]
+        if newcomers:
+            try:
+                presences = await self.presence(room)
+            except BackendUnavailable as exc:
+                # What this process knows; the diffs from the others complete it.
+                logger.warning("The presence state of %r is this process's only: %s", room, exc)
+                presences = grouped(self.index.presence(room))
+            message = Outgoing("presence_state", {"room": room, "presences": presences})
+            for transport, peers in group(newcomers):
+                await transport.send(peers, message.encoded(transport))
+        diff = batch.diff(room)
+        if diff is None:
+            return
         try:
-            newcomers = [
-                conn
-                for conn in batch.newcomers
-                if conn.reachable and conn.tracks is not None and room in conn.tracks
-            ]
-            if newcomers:
-                state = {"room": room, "presences": await self.presence(room)}
-                message = Outgoing("presence_state", state)
-                for transport, peers in group(newcomers):
-                    await transport.send(peers, message.encoded(transport))
-            diff = batch.diff(room)
-            if diff is not None:
-                await self.publish(Target(frozenset((room,))), Outgoing("presence_diff", diff))
+            await self.publish(Target(frozenset((room,))), Outgoing("presence_diff", diff))
         except BackendUnavailable as exc:
             logger.warning("The presence changes of %r reached this process only: %s", room, exc)
         except Exception:

@@ -15,7 +15,9 @@ diffs it gets before its state and applies them after it ends with the room's st
 
 `Diffs` coalesces, per room, the changes made on this process within `window` seconds into one
 diff (and one state, for every connection that tracked in that window), as Phoenix's tracker
-batches its deltas: a join storm of N tracks costs a few diffs per window, not N.
+batches its deltas: a join storm of N tracks costs a few diffs per window, not N. A batch also
+stays open for as long as the room's previous one is being sent, so under load (a state read
+from Redis for the newcomers) batches grow rather than queue.
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ class Track:
     def load(cls, text: str | bytes) -> Track:
         key, sid, at, meta = json.loads(text)
         return cls(key, sid, meta, at)
+
+    @classmethod
+    def load_many(cls, texts: list[bytes]) -> list[Track]:
+        """The tracks of many `dump()` texts, read in one go."""
+        if not texts:
+            return []
+        loaded = json.loads(b"[" + b",".join(texts) + b"]")
+        return [cls(key, sid, meta, at) for key, sid, at, meta in loaded]
 
 
 def new_track(sid: str, key: str, meta: dict[str, Any]) -> Track:
@@ -156,12 +166,14 @@ class Diffs:
             return  # sent by the change that opened the batch
         with anyio.CancelScope(shield=True):
             await anyio.sleep(self.window)
-            del self._open[room]
+            # While the room's previous batch is being sent, this one stays open: under load,
+            # batches grow instead of queueing.
             before = self._sending.get(room)
+            if before is not None:
+                await before.wait()
+            del self._open[room]
             sent = self._sending[room] = anyio.Event()
             try:
-                if before is not None:
-                    await before.wait()
                 await self.flush(room, batch)
             finally:
                 sent.set()

@@ -100,7 +100,12 @@ _UNREACHABLE = "The shared room state (Redis) is unreachable."
 OUTBOX = 1024
 """Publications waiting for Redis at most, per node; the next broadcast waits for room."""
 BATCH = 256
-"""Publications sent to Redis in one round trip at most."""
+"""Publications, or writes, sent to Redis in one round trip at most."""
+WRITES = 4096
+"""Groups of writes (a join, a track, ...) waiting for Redis at most, per node; the next one
+waits for room."""
+
+_Write = tuple[tuple[tuple[Any, ...], ...], anyio.Event]
 
 
 class RedisBackend(Backend):
@@ -141,6 +146,8 @@ class RedisBackend(Backend):
         self._available = False
         self._connected = anyio.Event()
         self._outbox: MemoryObjectSendStream[tuple[str, bytes]] | None = None
+        self._writes: MemoryObjectSendStream[_Write] | None = None
+        self._waiting_writes: MemoryObjectReceiveStream[_Write] | None = None
         self._tasks: TaskGroup | None = None
         self._command_ids = itertools.count()
         self._waiting: dict[int, list[Any]] = {}
@@ -186,12 +193,16 @@ class RedisBackend(Backend):
             await self._probe()
             outbox_in, outbox = anyio.create_memory_object_stream[tuple[str, bytes]](OUTBOX)
             sent_all = anyio.Event()
+            writes_in, writes = anyio.create_memory_object_stream[_Write](WRITES)
+            self._waiting_writes = writes
             async with anyio.create_task_group() as tasks:
                 self._tasks = tasks
                 tasks.start_soon(self.supervisor.run, "listener", self._listen)
                 tasks.start_soon(self.supervisor.run, "heartbeat", self._beat)
                 tasks.start_soon(self._publish_from, outbox, sent_all)
+                tasks.start_soon(self._write_from, writes)
                 self._outbox = outbox_in
+                self._writes = writes_in
                 # Start connected when Redis is there; when it is not, run locally and keep
                 # trying.
                 with anyio.move_on_after(self.timeout):
@@ -203,13 +214,15 @@ class RedisBackend(Backend):
                         await self._farewell()
                     # What this node published goes out before it stops, unless Redis cannot
                     # take it.
-                    self._outbox = None
+                    self._outbox = self._writes = None
+                    writes_in.close()
                     outbox_in.close()
                     with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeout):
                         await sent_all.wait()
                     tasks.cancel_scope.cancel()
         finally:
             self._tasks = None
+            self._release_writes()
             with anyio.CancelScope(shield=True):
                 await self._leave_cluster()
 
@@ -283,10 +296,8 @@ class RedisBackend(Backend):
 
     async def remove(self, sid: str, rooms: Collection[str]) -> None:
         await self._unsubscribe(rooms)
-        if self._available:
-            # While Redis is down this node's entries are wiped and written again on return.
-            with contextlib.suppress(BackendUnavailable):
-                await self._script(REMOVE, self.prefix, sid, self.node_id)
+        # While Redis is down this node's entries are wiped and written again on return.
+        await self._mirror(("EVAL", REMOVE, 0, self.prefix, sid, self.node_id))
 
     async def join(self, sid: str, room: str) -> None:
         if len(self.node.local_members(room)) == 1:
@@ -329,7 +340,7 @@ class RedisBackend(Backend):
 
     async def presence(self, room: str) -> list[Track]:
         values = await self._call("HVALS", self._key("presence", room))
-        return sorted(map(Track.load, values), key=lambda track: (track.at, track.ref))
+        return sorted(Track.load_many(values), key=lambda track: (track.at, track.ref))
 
     # -- history -------------------------------------------------------------------------------
 
@@ -515,22 +526,70 @@ class RedisBackend(Backend):
         return await self._call("EVAL", script, 0, *args)
 
     async def _mirror(self, *commands: tuple[Any, ...]) -> None:
-        """Write local membership into Redis; while it is down, registration waits for the
-        reconnection, which writes everything again."""
+        """Write this node's membership and presences into Redis, and return once they are
+        written. The writes of many connections go in one round trip (a crowd joining does
+        not take a Redis connection each, nor wait behind one another for one). While Redis
+        is down, registration waits for the reconnection, which writes everything again."""
+        writes = self._writes
+        if not self._available or writes is None:
+            return
+        written = anyio.Event()
+        try:
+            await writes.send((commands, written))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return
+        await written.wait()
+
+    async def _write_from(self, writes: MemoryObjectReceiveStream[_Write]) -> None:
+        """Send the waiting writes to Redis in order, each round trip taking as many as are
+        waiting (up to `BATCH` commands); tell each writer once it is done, written or not."""
+        async for first in writes:
+            batch, count = [first], len(first[0])
+            while count < BATCH:
+                try:
+                    write = writes.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+                batch.append(write)
+                count += len(write[0])
+            try:
+                await self._write_batch(batch)
+            finally:
+                for _, written in batch:
+                    written.set()
+
+    async def _write_batch(self, batch: list[_Write]) -> None:
         if not self._available or self._redis is None:
             return
         try:
             with anyio.fail_after(self.timeout):
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    for command in commands:
-                        pipe.execute_command(*command)
-                    await pipe.execute()
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for commands, _ in batch:
+                        for command in commands:
+                            pipe.execute_command(*command)
+                    results = await pipe.execute(raise_on_error=False)
         except (*_REDIS_ERRORS, TimeoutError) as exc:
             self._lost(exc)
+            return
+        for result in results:
+            if isinstance(result, Exception):
+                logger.error("Redis refused a write: %s", result)
+
+    def _release_writes(self) -> None:
+        """Let go of whoever still waits for a write (the node has stopped)."""
+        writes, self._waiting_writes = self._waiting_writes, None
+        if writes is not None:
+            while True:
+                try:
+                    _, written = writes.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+                written.set()
+            writes.close()
 
     def _lost(self, exc: BaseException) -> None:
         if self._available:
-            logger.warning("Redis is unreachable (%s); delivering locally only.", exc)
+            logger.warning("Redis is unreachable (%r); delivering locally only.", exc)
         self._available = False
         self._connected = anyio.Event()
 

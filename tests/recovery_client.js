@@ -6,8 +6,9 @@
 // It prints {"type": "connect", "id", "recovered"} on each connection, {"type": "event",
 // "event", "args"} for each event (args as received: with recovery on, the offset is the last),
 // {"type": "ack", "n", "value"} for the answer to an emit, and {"type": "disconnect", "reason"}.
-// It reads commands: {"cmd": "emit", "n", "event", "data"}; {"cmd": "drop"}, which closes the
-// underlying connection as a network loss would (the client then reconnects by itself);
+// It reads commands: {"cmd": "emit", "n", "event", "data"}; {"cmd": "drop", "to"?}, which
+// closes the underlying connection as a network loss would (the client then reconnects by
+// itself, to the URL `to` if given);
 // {"cmd": "cut"}, which stops reading and writing without closing (a connection that silently
 // died), then drops it after `ms`; {"cmd": "reconnect"}, an explicit disconnect and a new
 // connection; {"cmd": "close"}, an explicit disconnect, after which it exits.
@@ -44,7 +45,10 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
   if (command.cmd === "emit") {
     socket.emit(command.event, command.data, (value) => say({ type: "ack", n: command.n, value }));
   } else if (command.cmd === "drop") {
-    socket.io.engine.close(); // as a network loss: "transport close", then a reconnection
+    // As a network loss: "transport close", then a reconnection (to `to`, when given: another
+    // process, as a load balancer could send it).
+    if (command.to) socket.io.uri = command.to;
+    socket.io.engine.close();
   } else if (command.cmd === "cut") {
     // The connection goes silent: nothing is read (so the server's events are lost) and no
     // ping is answered, until the server gives up on it; then the client reconnects.

@@ -16,8 +16,12 @@ from roomcast import App, Request
 from roomcast._message import Outgoing, Target
 from roomcast._recovery import Recovery
 from roomcast.adapters.socketio import SocketIOTransport, attach
+from roomcast.backends import Backend
+from roomcast.backends.redis import RedisBackend
+from roomcast.testing import TestClient
 
 from .needs import missing
+from .redis_support import REDIS_URL, drop_prefix, fresh_prefix, require_redis
 from .servers import ROOT, serve
 
 DRIVER = ROOT / "tests" / "recovery_client.js"
@@ -91,8 +95,8 @@ async def node_client(url: str, **options: Any) -> AsyncIterator[NodeClient]:
 GONE: dict[str, asyncio.Event] = {}
 
 
-def make_app() -> App:
-    app = App()
+def make_app(backend: Backend | None = None) -> App:
+    app = App(backend=backend)
 
     @app.on_disconnect
     async def bye(req: Request) -> None:
@@ -282,6 +286,67 @@ async def test_the_fast_path_stays_on_with_recovery() -> None:
         events = await client.events(20)
         assert [args[0] for _, args in events] == list(range(20))
         assert transport.direct_writes > 0
+
+
+async def test_a_client_recovers_through_another_process() -> None:
+    """With Redis, a client that drops from one process and comes back to another (as a load
+    balancer may send it) recovers there: its sid, rooms, session, and what it missed on
+    either process, in the order the first one saw it."""
+    require_redis()
+    prefix = fresh_prefix()
+    one, two = (
+        make_app(RedisBackend(REDIS_URL, prefix=prefix)),
+        make_app(RedisBackend(REDIS_URL, prefix=prefix)),
+    )
+    try:
+        async with (
+            one,
+            two,
+            server(one) as (url_one, _),
+            server(two) as (url_two, _),
+            node_client(url_one, reconnectionDelay=300, auth={"token": "t"}) as client,
+            TestClient(one) as watcher,
+        ):
+            await watcher.call("join", "r")  # sees what the first process receives
+            first = await client.next("connect")
+            sid = first["id"]
+            await client.call("join", "r")
+            await two.room("r").broadcast("m", 0)  # through Redis
+            assert [(e, args[:-1]) for e, args in await client.events(1)] == [("m", [0])]
+
+            client.tell(cmd="drop", to=url_two)
+            await gone(one, sid)
+            await one.room("r").broadcast("m", 1)  # on the process it dropped from
+            await two.room("r").broadcast("m", 2)  # on the other, through Redis
+            assert [(await watcher.receive("m")).data for _ in range(3)] == [0, 1, 2]
+            await one.emit(sid, "direct", 3)
+
+            back = await client.next("connect")
+            assert back["recovered"] is True
+            assert back["id"] == sid
+            assert back["pid"] == first["pid"]
+            assert [(e, args[:-1]) for e, args in await client.events(3)] == [
+                ("m", [1]),
+                ("m", [2]),
+                ("direct", [3]),
+            ]
+            me = await client.call("whoami")
+            assert me["sid"] == sid
+            assert me["rooms"] == ["r"]
+            assert me["session"] == {"first auth": {"token": "t"}, "connects": [False, True]}
+            assert sid in two.connections
+            assert await one.room("r").members() == {sid, watcher.sid}
+            await one.room("r").broadcast("m", 4)  # it goes on, from either process
+            assert [(e, args[:-1]) for e, args in await client.events(1)] == [("m", [4])]
+            # Dropped again, from the second process, it recovers there too.
+            client.tell(cmd="drop")
+            await gone(two, sid)
+            await one.room("r").broadcast("m", 5)
+            again = await client.next("connect")
+            assert again["recovered"] is True
+            assert [(e, args[:-1]) for e, args in await client.events(1)] == [("m", [5])]
+    finally:
+        drop_prefix(prefix)
 
 
 # -- the log and the absent, bounded -------------------------------------------------------

@@ -43,7 +43,7 @@ from ._history import Entry, HistoryRules
 from ._limits import Limits, Stats, TokenBucket
 from ._message import Outgoing, Target
 from ._presence import Batch, Diffs, Track, check_key, check_meta, grouped, new_track
-from ._recovery import Claim, Recovery
+from ._recovery import Absent, Claim, Recovery, reaches
 from ._request import Ack, Request
 from ._rooms import LocalRooms, check_room_name, group
 from ._routing import Router
@@ -90,6 +90,11 @@ class Hub:
         self.history = HistoryRules()
         self.recovery: Recovery | None = None
         """The log and the dropped connections, while a transport recovers connections."""
+        self._leaving: dict[str, frozenset[str]] = {}
+        """The rooms of connections dropping now, whose broadcasts are still wanted here."""
+        self._watching: dict[str, tuple[frozenset[str], list[Outgoing]]] = {}
+        """Connections being recovered from another process: their rooms, and what was
+        broadcast to those rooms here meanwhile."""
         backend.bind(self)
 
     # -- what transports call ------------------------------------------------------------------
@@ -123,11 +128,15 @@ class Hub:
         if self.recovery is not None:
             conn.since = self.recovery.number
         self.index.add(conn)
-        rooms = () if claim is None else await self._recover(conn, claim)
         try:
-            await self.backend.add(sid)
-            for room in rooms:
-                await self.backend.join(sid, room)
+            if claim is not None and claim.origin is not None:
+                await self.backend.add(sid)
+                await self._recover_from(claim.origin, conn, claim)
+            else:
+                rooms = () if claim is None else await self._recover(conn, claim)
+                await self.backend.add(sid)
+                for room in rooms:
+                    await self.backend.join(sid, room)
         except BaseException:  # the backend's own word, such as "start the app first"
             conn.move(State.CLOSING)
             self.index.remove(conn)
@@ -165,6 +174,38 @@ class Hub:
         for message in missed:
             await transport.send(peers, message.encoded(transport))
         return rooms
+
+    async def _recover_from(self, origin: str, conn: Connection, claim: Claim) -> None:
+        """Recover `conn`, which dropped from another process: join its rooms in the backend
+        (this process now receives their broadcasts, which it watches for it), fetch from that
+        process the events it missed there, then join its rooms here and send it those events
+        followed by the ones watched here that they do not hold (by cluster id), in order,
+        with nothing awaited between the join and the choice of what to send."""
+        assert self.recovery is not None
+        conn.recovered = True
+        conn.session = claim.absent.session
+        sid, rooms = conn.sid, sorted(claim.absent.rooms)
+        self._watching[sid] = (claim.absent.rooms, [])
+        try:
+            for room in rooms:
+                await self.backend.join(sid, room)
+            args = (sid, rooms, claim.number)
+            try:
+                there = await self.backend.recover(claim.pid, "missed", args, timeout=0.0)
+            except Exception:
+                logger.exception("Recovering %s: the events missed on %s are lost", sid, origin)
+                there = []
+        finally:
+            _, here = self._watching.pop(sid)
+        for room in rooms:
+            self.index.join(conn, room)
+        held = {mid for _, _, mid in there}
+        missed = [Outgoing(event, data, mid=mid) for event, data, mid in there]
+        missed += [Outgoing(m.event, m.data, mid=m.mid) for m in here if m.mid not in held]
+        transport, peers = conn.transport, (conn.peer,)
+        for message in missed:
+            self.recovery.record(Target(sid=sid), message)  # an offset of this process's
+            await transport.send(peers, message.encoded(transport))
 
     async def received(self, sid: str, event: str, data: Any, ack: Ack | None) -> None:
         """Run the handler of `event` for `sid`; `ack` is `None` when none was asked for.
@@ -229,11 +270,41 @@ class Hub:
         `resumable` (its private id), it dropped without asking: it may be recovered within
         the recovery window."""
         conn = self.index.connections.get(sid)
-        if conn is not None:
+        if conn is None:
+            return
+        if resumable is None or self.recovery is None:
             await self._end(conn, hooks=True)
-            if resumable is not None and self.recovery is not None:
-                rooms = frozenset(conn.rooms)
-                self.recovery.dropped(sid, resumable, rooms, conn.session, conn.since)
+            return
+        rooms = self._leaving[sid] = frozenset(conn.rooms)  # still wanted (`keeps`)
+        try:
+            await self._end(conn, hooks=True)
+            self.recovery.dropped(sid, resumable, rooms, conn.session, conn.since)
+        finally:
+            del self._leaving[sid]
+        try:
+            await self.backend.dropped(resumable, self.recovery.window)
+        except Exception:
+            logger.exception("The backend could not keep the private id of %s", sid)
+
+    async def claim(self, pid: Any, offset: Any) -> Claim | None:
+        """Claim the dropped connection of the private id `pid`, here or on the process that
+        holds it (see `Recovery.claim`); `None` when nothing can be given back."""
+        if self.recovery is None:
+            return None
+        claim = self.recovery.claim(pid, offset)
+        if claim is not None or not isinstance(pid, str):
+            return claim
+        try:
+            found = await self.backend.recover(pid, "claim", (pid, offset), timeout=0.0)
+        except ConnectionClosed:
+            return None
+        except Exception:
+            logger.exception("Could not claim a dropped connection from another process")
+            return None
+        if found is None:
+            return None
+        absent = Absent(found["sid"], pid, frozenset(found["rooms"]), found["session"], 0, 0.0)
+        return Claim(absent, found["number"], found["node"])
 
     async def _end(self, conn: Connection, *, hooks: bool) -> None:
         """Close `conn`: it receives nothing from now on, its disconnect hooks run to the
@@ -358,7 +429,7 @@ class Hub:
         keep it in the history of its rooms that keep one."""
         if self.recovery is not None:
             self.recovery.record(target, message)
-        await self.deliver(target, message)
+        await self._deliver(target, message)
         if target.rooms is not None and self.history.rules:
             for room in target.rooms:
                 rule = self.history.rule_of(room)
@@ -447,7 +518,9 @@ class Hub:
 
     # -- what the backend calls (`roomcast.backends.Node`) -------------------------------------
 
-    async def perform(self, sid: str, command: str, args: Sequence[Any]) -> Any:
+    async def perform(self, sid: str | None, command: str, args: Sequence[Any]) -> Any:
+        if sid is None:
+            return self._perform_recovery(command, args)
         conn = self.index.connections.get(sid)
         if conn is None or not conn.reachable:
             raise ConnectionClosed(f"No connection {sid!r} is open.")
@@ -468,6 +541,39 @@ class Hub:
             return await self._call(conn, event, data, timeout)
         raise ValueError(f"Unknown command {command!r}.")
 
+    def _perform_recovery(self, command: str, args: Sequence[Any]) -> Any:
+        """Another process recovers a connection that dropped from this one: `claim` takes
+        its record, `missed` lists the events it missed here."""
+        if self.recovery is None:
+            raise ConnectionClosed("This process does not recover connections.")
+        if command == "claim":
+            claim = self.recovery.claim(*args)
+            if claim is None:
+                return None
+            absent = claim.absent
+            return {
+                "sid": absent.sid,
+                "rooms": sorted(absent.rooms),
+                "session": absent.session,
+                "number": claim.number,
+                "node": self.recovery.epoch,
+            }
+        if command == "missed":
+            sid, rooms, number = args
+            claim = Claim(Absent(sid, "", frozenset(rooms), {}, 0, 0.0), number)
+            return [[m.event, m.data, m.mid] for m in self.recovery.missed(claim)]
+        raise ValueError(f"Unknown command {command!r}.")
+
+    def keeps(self, room: str) -> bool:
+        """Whether `room`'s broadcasts are wanted here though no connection here is in it: a
+        connection dropping, dropped (it may come back) or being recovered is."""
+        if self.recovery is None:
+            return False
+        if self.recovery.keeps(room):
+            return True
+        watched = (*self._leaving.values(), *(rooms for rooms, _ in self._watching.values()))
+        return any(room in rooms for rooms in watched)
+
     async def presences_gone(self, room: str, tracks: Sequence[Track]) -> None:
         await self.diffs.changed(room, leaves=tracks)
 
@@ -480,11 +586,25 @@ class Hub:
     async def deliver(
         self, target: Target, message: Outgoing, *, unless_in: Collection[str] = ()
     ) -> None:
+        """Send `message`, from another process, to the connections here that `target`
+        names, but the members of `unless_in` (logged first, while connections are
+        recovered)."""
+        if self.recovery is not None:
+            self.recovery.record(target, message, unless_in)
+        await self._deliver(target, message, unless_in)
+
+    async def _deliver(
+        self, target: Target, message: Outgoing, unless_in: Collection[str] = ()
+    ) -> None:
         """Send `message` to the connections here that `target` names: encoded once per
         transport, handed to each transport once, never a task per receiver."""
         for transport, peers in self.index.receivers(target, unless_in):
             if peers:
                 await transport.send(peers, message.encoded(transport))
+        if self._watching:
+            for sid, (rooms, seen) in self._watching.items():
+                if reaches(target, unless_in, sid, rooms):
+                    seen.append(message)
 
     def local_members(self, room: str) -> Set[str]:
         return self.index.members(room)

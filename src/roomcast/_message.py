@@ -28,8 +28,11 @@ class Outgoing:
     event: str
     data: Any
     offset: str | None = None
-    """Its offset in the recovery log, while the app recovers connections (it goes out with
-    it, the same for every receiver)."""
+    """Its offset in this process's recovery log, while the app recovers connections (it goes
+    out with it, the same for every receiver here)."""
+    mid: str | None = None
+    """Its id in the cluster, while the app recovers connections: its offset on the process
+    that published it (carried to the others), to tell copies of it apart."""
     _encoded: dict[Transport, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def encoded(self, transport: Transport) -> Any:

@@ -21,7 +21,7 @@ import collections
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,10 +56,12 @@ class Absent:
 @dataclass(slots=True)
 class Claim:
     """A dropped connection being recovered: its record, and the number of the last event its
-    client received."""
+    client received, in the log of the process it dropped from: this one, or `origin` (the
+    backend's name for another process, which keeps the events it missed)."""
 
     absent: Absent
     number: int
+    origin: str | None = None
 
     @property
     def sid(self) -> str:
@@ -100,22 +102,27 @@ class Recovery:
         self.epoch = secrets.token_hex(4)
         self.number = 0
         """The number of the last event logged."""
-        self._log: collections.deque[tuple[int, float, int, Target, Outgoing]] = (
+        self._log: collections.deque[tuple[int, float, int, Target, Collection[str], Outgoing]] = (
             collections.deque()
         )
         self.log_bytes = 0
         self._absent: collections.OrderedDict[str, Absent] = collections.OrderedDict()
         self.absent_bytes = 0
+        self._kept_rooms: collections.Counter[str] = collections.Counter()
 
     # -- the log -------------------------------------------------------------------------------
 
-    def record(self, target: Target, message: Outgoing) -> None:
-        """Give `message` its offset and keep it, with who it was for."""
+    def record(self, target: Target, message: Outgoing, unless_in: Collection[str] = ()) -> None:
+        """Give `message` its offset (and its id in the cluster, if it has none yet: it was
+        published here) and keep it, with who it was for: `target`, but the members of the
+        rooms `unless_in`."""
         self.number += 1
         message.offset = f"{self.epoch}-{self.number:x}"
+        if message.mid is None:
+            message.mid = message.offset
         size = self.size_of(message)
         now = self.clock()
-        self._log.append((self.number, now, size, target, message))
+        self._log.append((self.number, now, size, target, unless_in, message))
         self.log_bytes += size
         self._trim(now)
 
@@ -141,13 +148,15 @@ class Recovery:
             return None
         return value if 0 < value <= self.number else None
 
-    def _after(self, number: int) -> Iterator[tuple[Target, Outgoing]] | None:
+    def _after(self, number: int) -> Iterator[tuple[Target, Collection[str], Outgoing]] | None:
         """The logged events after `number`, or `None` when the log no longer reaches it."""
         log = self._log
         first = log[0][0] if log else self.number + 1
         if number < first - 1:
             return None
-        return ((target, message) for n, _, _, target, message in log if n > number)
+        return (
+            (target, unless, message) for n, _, _, target, unless, message in log if n > number
+        )
 
     # -- absent sessions -----------------------------------------------------------------------
 
@@ -165,6 +174,7 @@ class Recovery:
         absent.size = 64 + len(sid) + len(pid) + sum(len(room) + 8 for room in rooms)
         self._absent[pid] = absent
         self.absent_bytes += absent.size
+        self._kept_rooms.update(rooms)
         while self._absent and (
             len(self._absent) > self.max_absent or self.absent_bytes > self.max_absent_bytes
         ):
@@ -196,7 +206,15 @@ class Recovery:
             logger.warning("Recovering %s: some missed events had left the log.", claim.sid)
             events = self._after(self._log[0][0] - 1) if self._log else iter(())
         assert events is not None
-        return [message for target, message in events if _reaches(target, claim.absent)]
+        absent = claim.absent
+        return [
+            m for target, unless, m in events if reaches(target, unless, absent.sid, absent.rooms)
+        ]
+
+    def keeps(self, room: str) -> bool:
+        """Whether a dropped connection that may come back is in `room` (its broadcasts are
+        still wanted here, to be kept for it)."""
+        return self._kept_rooms[room] > 0
 
     def _expire(self, now: float) -> None:
         while self._absent:
@@ -208,6 +226,10 @@ class Recovery:
     def _forget(self, pid: str) -> None:
         absent = self._absent.pop(pid)
         self.absent_bytes -= absent.size
+        self._kept_rooms.subtract(absent.rooms)
+        for room in absent.rooms:
+            if self._kept_rooms[room] <= 0:
+                del self._kept_rooms[room]
 
     @property
     def absent(self) -> int:
@@ -220,13 +242,16 @@ class Recovery:
         return len(self._log)
 
 
-def _reaches(target: Target, absent: Absent) -> bool:
-    """Whether an event for `target` was for the connection of `absent`."""
-    if target.exclude == absent.sid:
+def reaches(target: Target, unless_in: Collection[str], sid: str, rooms: frozenset[str]) -> bool:
+    """Whether an event for `target` (but the members of `unless_in`) is for the connection
+    `sid`, a member of `rooms`."""
+    if target.exclude == sid:
         return False
     if target.sid is not None:
-        return target.sid == absent.sid
-    return target.rooms is None or not target.rooms.isdisjoint(absent.rooms)
+        return target.sid == sid
+    if unless_in and not rooms.isdisjoint(unless_in):
+        return False
+    return target.rooms is None or not target.rooms.isdisjoint(rooms)
 
 
-__all__ = ["Absent", "Claim", "Recovery"]
+__all__ = ["Absent", "Claim", "Recovery", "reaches"]

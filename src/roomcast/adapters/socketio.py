@@ -365,7 +365,7 @@ class SocketIOTransport(Transport):
         if isinstance(data, dict) and "pid" in data:
             data = dict(data)
             pid, offset = data.pop("pid"), data.pop("offset", None)
-            self._claims[eio_sid] = self.recovery.claim(pid, offset)
+            self._claims[eio_sid] = await self.app.hub.claim(pid, offset)
             data = data or None
         try:
             await connect(eio_sid, namespace, data)

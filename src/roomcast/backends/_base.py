@@ -48,9 +48,14 @@ class Node(Protocol):
     def local_tracks(self) -> Iterable[tuple[str, Track]]:
         """Every track on this process, with its room."""
 
-    async def perform(self, sid: str, command: str, args: Sequence[Any]) -> Any:
+    async def perform(self, sid: str | None, command: str, args: Sequence[Any]) -> Any:
         """Run the server's `command` ("join", "leave", "disconnect" or "call") with `args` on
-        `sid`, a connection of this process; raises `ConnectionClosed` when it is not one."""
+        `sid`, a connection of this process; raises `ConnectionClosed` when it is not one.
+        With `sid` `None`, a recovery command from another process (`Backend.recover`)."""
+
+    def keeps(self, room: str) -> bool:
+        """Whether `room`'s broadcasts are still wanted here though no connection here is in
+        it (a dropped connection of the room may be recovered): stay subscribed to it."""
 
     async def presences_gone(self, room: str, tracks: Sequence[Track]) -> None:
         """Another process died: its `tracks` in `room` are gone (the members hear of it)."""
@@ -142,6 +147,18 @@ class Backend(ABC):
         """`room`'s kept broadcasts, oldest first, none older than `rule.ttl`: after the
         offset `after` the first `limit` (all for `None`), else the latest `limit`. Raises
         `ValueError` for an offset that is not one of this history's."""
+
+    @abstractmethod
+    async def dropped(self, pid: str, ttl: float) -> None:
+        """A connection of this process dropped: for `ttl` seconds, another process may
+        recover it through its private id `pid` (`recover`)."""
+
+    @abstractmethod
+    async def recover(self, pid: str, command: str, args: Sequence[Any], *, timeout: float) -> Any:
+        """Run a recovery `command` ("claim", "missed") with `args` on the process that holds
+        the dropped connection of `pid` (`Node.perform(None, ...)` there) and return its
+        result. Raises `ConnectionClosed` when no other process does, and `TimeoutError`
+        as `command` does."""
 
     @abstractmethod
     async def command(self, sid: str, command: str, args: Sequence[Any], *, timeout: float) -> Any:

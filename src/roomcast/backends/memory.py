@@ -62,6 +62,12 @@ class MemoryBackend(Backend):
     ) -> list[Entry]:
         return self._history.read(room, after, limit)
 
+    async def dropped(self, pid: str, ttl: float) -> None:
+        pass  # recovered here, if at all
+
+    async def recover(self, pid: str, command: str, args: Sequence[Any], *, timeout: float) -> Any:
+        raise ConnectionClosed("No other process holds a dropped connection.")
+
     async def command(self, sid: str, command: str, args: Sequence[Any], *, timeout: float) -> Any:
         raise ConnectionClosed(f"No connection {sid!r} is open.")
 

@@ -149,6 +149,8 @@ class RedisBackend(Backend):
         self._writes: MemoryObjectSendStream[_Write] | None = None
         self._waiting_writes: MemoryObjectReceiveStream[_Write] | None = None
         self._tasks: TaskGroup | None = None
+        self._subscribed: set[str] = set()
+        """The rooms whose channels this node is subscribed to."""
         self._command_ids = itertools.count()
         self._waiting: dict[int, list[Any]] = {}
         """The commands sent to other nodes, by id: an event, then the answer once it came."""
@@ -300,7 +302,7 @@ class RedisBackend(Backend):
         await self._mirror(("EVAL", REMOVE, 0, self.prefix, sid, self.node_id))
 
     async def join(self, sid: str, room: str) -> None:
-        if len(self.node.local_members(room)) == 1:
+        if room not in self._subscribed:
             await self._subscribe(room)
         await self._mirror(
             ("SADD", self._key("room", room), sid), ("SADD", self._key("rooms", sid), room)
@@ -369,11 +371,29 @@ class RedisBackend(Backend):
         owner = await self._call("HGET", self._key("owner"), sid)
         if owner is None or owner.decode() == self.node_id:
             raise ConnectionClosed(f"No connection {sid!r} is open.")
+        return await self._command_on(owner.decode(), sid, command, args, timeout)
+
+    # -- recovery through another node --------------------------------------------------------
+
+    async def dropped(self, pid: str, ttl: float) -> None:
+        await self._mirror(("SET", self._key("pid", pid), self.node_id, "PX", int(ttl * 1000)))
+
+    async def recover(self, pid: str, command: str, args: Sequence[Any], *, timeout: float) -> Any:
+        holder = await self._call("GET", self._key("pid", pid))
+        if holder is None or holder.decode() == self.node_id:
+            raise ConnectionClosed("No other process holds this dropped connection.")
+        return await self._command_on(holder.decode(), None, command, args, timeout)
+
+    async def _command_on(
+        self, node: str, sid: str | None, command: str, args: Sequence[Any], timeout: float
+    ) -> Any:
+        """Run `command` on the node `node` (about its connection `sid`, or about recovery
+        for `None`) and return its one answer, or raise its error."""
         command_id = next(self._command_ids)
         waiting = self._waiting[command_id] = [anyio.Event()]
         try:
             envelope = ["q", command_id, self.node_id, sid, command, list(args)]
-            channel = self._key("c", "node", owner.decode())
+            channel = self._key("c", "node", node)
             await self._send((channel,), frame(self.node_id, envelope))
             with anyio.fail_after(timeout + self.timeout):
                 await waiting[0].wait()
@@ -388,7 +408,9 @@ class RedisBackend(Backend):
             raise TimeoutError
         raise error_for(outcome[1], outcome[2])
 
-    async def _perform(self, command_id: int, reply_to: str, sid: str, rest: list[Any]) -> None:
+    async def _perform(
+        self, command_id: int, reply_to: str, sid: str | None, rest: list[Any]
+    ) -> None:
         """Run a command of another node on a connection of this one, and answer it; a
         command that makes no sense is answered with an error, like any that fails."""
         outcome: list[Any]
@@ -428,6 +450,7 @@ class RedisBackend(Backend):
             channels = [self._key("c", "room", room) for room in sorted(target.rooms)]
         rooms = None if target.rooms is None else sorted(target.rooms)
         envelope = ["m", rooms, target.sid, target.exclude, message.event, message.data]
+        envelope.append(message.mid)
         await self._send(channels, frame(self.node_id, envelope))
 
     async def _send(self, channels: Iterable[str], data: bytes) -> None:
@@ -493,8 +516,8 @@ class RedisBackend(Backend):
         if kind == "r":
             self._answered(*envelope)
             return
-        rooms, sid, exclude, event, data = envelope
-        message = Outgoing(event, data)
+        rooms, sid, exclude, event, data, mid = envelope
+        message = Outgoing(event, data, mid=mid)
         if rooms is None or len(rooms) == 1:
             target = Target(None if rooms is None else frozenset(rooms), sid, exclude)
             await self.node.deliver(target, message)
@@ -595,13 +618,22 @@ class RedisBackend(Backend):
 
     async def _subscribe(self, room: str) -> None:
         if self._pubsub is not None and self._available:
+            self._subscribed.add(room)
             try:
                 await self._pubsub.subscribe(self._key("c", "room", room))
             except _REDIS_ERRORS as exc:
                 self._lost(exc)
 
     async def _unsubscribe(self, rooms: Iterable[str]) -> None:
-        gone = [room for room in rooms if not self.node.local_members(room)]
+        """Stop receiving the broadcasts of those of `rooms` that this node no longer wants:
+        no member here, and no dropped connection that may come back (`Node.keeps`)."""
+        node = self.node
+        gone = [
+            room
+            for room in rooms
+            if room in self._subscribed and not node.local_members(room) and not node.keeps(room)
+        ]
+        self._subscribed.difference_update(gone)
         if gone and self._pubsub is not None and self._available:
             try:
                 await self._pubsub.unsubscribe(*(self._key("c", "room", r) for r in gone))
@@ -634,7 +666,8 @@ class RedisBackend(Backend):
         self._pubsub = pubsub = self._redis.pubsub()
         node = self.node
         channels = [self._key("c", "all"), self._key("c", "node", self.node_id)]
-        channels += [self._key("c", "room", room) for room in list(node.local_rooms())]
+        self._subscribed = set(node.local_rooms())
+        channels += [self._key("c", "room", room) for room in self._subscribed]
         with anyio.fail_after(self.timeout):
             await pubsub.subscribe(*channels)
             # What Redis holds of this node is stale: wipe it and write the present.

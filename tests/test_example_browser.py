@@ -244,3 +244,53 @@ def test_who_is_here_shows_names_as_text_and_drops_who_leaves(
 
     for person in (alice, bob):  # closing the page disconnects her: she leaves the list
         expect(person.page.locator("#people li")).to_have_text(["Alice", "Bob"])
+
+
+def test_a_page_whose_connection_drops_comes_back_missing_nothing(
+    people: tuple[Person, Person],
+) -> None:
+    alice, bob = people
+    for person in (alice, bob):
+        expect(person.page.locator("#people li")).to_have_text(["Alice", "Bob"])
+    alice.say("Back in a minute")
+    expect(bob.messages("Back in a minute")).to_have_count(1)
+
+    # Offline, Chromium closes the page's websocket at once, as a network loss would; the page
+    # keeps trying to reconnect, and fails until it is back online.
+    alice.page.context.set_offline(True)
+    lost = "Connection lost, reconnecting…"
+    expect(alice.page.locator("#chat li.status")).to_have_text([lost])
+    expect(alice.page.locator("#status")).to_have_text("disconnected, reconnecting…")
+    expect(alice.page.locator("#people li")).to_have_count(0)
+    # The server has seen her go once Bob's list has: then Bob talks to the room.
+    expect(bob.page.locator("#people li")).to_have_text(["Bob"])
+    meanwhile = ["Alice?", "Are you there?", XSS]
+    for text in meanwhile:
+        bob.say(text)
+    expect(bob.messages().locator(".text")).to_have_text(["Back in a minute", *meanwhile])
+    expect(alice.messages()).to_have_count(1)
+
+    alice.page.context.set_offline(False)
+    # Reconnection attempts back off to 5 seconds apart: the next one may be that far.
+    expect(alice.page.locator("#status")).to_have_text("connected", timeout=15_000)
+    expect(alice.page.locator("#chat li.status")).to_have_text(
+        [lost, "Reconnected: nothing was missed."]
+    )
+    # What Bob said meanwhile is there, in order, once each, and as text.
+    expect(alice.messages().locator(".author")).to_have_text(["Alice", "Bob", "Bob", "Bob"])
+    expect(alice.messages().locator(".text")).to_have_text(["Back in a minute", *meanwhile])
+    # She is present again, under her name, on both pages.
+    for person in (alice, bob):
+        expect(person.page.locator("#people li")).to_have_text(["Alice", "Bob"])
+
+    bob.say("Welcome back")
+    alice.say("Thanks, I missed nothing")
+    everything = ["Back in a minute", *meanwhile, "Welcome back", "Thanks, I missed nothing"]
+    for person in (alice, bob):
+        expect(person.messages().locator(".text")).to_have_text(everything)
+        assert person.page.locator("#chat img, #chat .text *").count() == 0
+        assert person.dialogs == []
+    # She came back as herself, not as a newcomer: no "New client" again, on either page.
+    expect(alice.page.locator("#chat li.announce")).to_have_count(2)
+    expect(bob.page.locator("#chat li.announce")).to_have_count(1)
+    expect(bob.page.locator("#chat li.status")).to_have_count(0)

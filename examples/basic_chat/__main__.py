@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import uvicorn
 
-from .app import SOCKETIO_CLIENT, WS_MAX_SIZE, create_app, create_asgi_app
+from .app import RECOVERY, SOCKETIO_CLIENT, WS_MAX_SIZE, create_app, create_asgi_app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,7 +23,20 @@ def main(argv: list[str] | None = None) -> None:
         metavar="URL",
         help="share rooms with every process using this Redis (e.g. redis://127.0.0.1:6379/0)",
     )
+    parser.add_argument(
+        "--recovery",
+        metavar="SECONDS",
+        type=float,
+        help=(
+            "how long a page whose connection dropped may take to come back as itself, missing "
+            f"nothing (default: {RECOVERY:g}, or off with --redis); 0 turns it off"
+        ),
+    )
     args = parser.parse_args(argv)
+    if args.recovery is None:
+        args.recovery = 0.0 if args.redis else RECOVERY
+    if not (math.isfinite(args.recovery) and args.recovery >= 0):
+        parser.error("--recovery: expected 0 (off) or a positive number of seconds")
     if not SOCKETIO_CLIENT.is_file():
         sys.exit(
             f"{SOCKETIO_CLIENT} is missing; the page needs it. "
@@ -33,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         from roomcast.backends.redis import RedisBackend
 
         backend = RedisBackend(args.redis)
-    asgi_app = create_asgi_app(create_app(backend))
+    asgi_app = create_asgi_app(create_app(backend), recovery=args.recovery or None)
     print(f"basic_chat: open http://{args.host}:{args.port}/ in two browser tabs", flush=True)
     # websockets-sansio without per-message deflate lets roomcast write each broadcast's one
     # websocket frame straight to every receiver (docs/socketio.md); chat messages are small.

@@ -16,6 +16,10 @@ Events (client → server, then what the server sends back):
 - ``files``  ``{filename, filesize, room}``: the other members of the room get ``files``.
 
 A payload that does not fit gets the error of roomcast's contract (``invalid_payload``).
+
+With connection-state recovery on (``RECOVERY``; the command's default), a page whose
+connection drops and comes back within the window keeps its sid and rooms and gets every
+event sent to it meanwhile, but not its presence: it sends ``name`` again, not ``ready``.
 """
 
 from __future__ import annotations
@@ -70,6 +74,10 @@ def field(data: Any, name: str, kind: type = str, *, limit: int = MAX_TEXT) -> A
         raise InvalidPayload(f"{name!r} is negative")
     return value
 
+
+RECOVERY = 120.0
+"""Seconds within which a page whose connection dropped gets back its connection, its rooms
+and every event it missed (Socket.IO's connection-state recovery; docs/recovery.md)."""
 
 WS_MAX_SIZE = 1024 * 1024
 """The largest websocket message the server takes, in bytes: just over Engine.IO's own bound
@@ -136,15 +144,20 @@ def create_app(backend: Backend | None = None) -> App:
     return app
 
 
-def create_asgi_app(app: App) -> BodyLimit:
+def create_asgi_app(app: App, *, recovery: float | None = None) -> BodyLimit:
     """Attach ``app`` to a new python-socketio server; return the ASGI app serving it all.
 
     The app is started and stopped with the server (its lifespan), as a backend such as
     Redis needs. HTTP bodies (long-polling POSTs) over Engine.IO's 1 MB payload bound are
     refused with 413 before they are read.
+
+    ``recovery``: seconds within which a client whose connection dropped gets it back, with
+    what it missed (``None``: off). The example's command turns it on (`RECOVERY`); it is off
+    here by default because every event then carries its offset as one more argument, which
+    a python-socketio client's handlers receive too (the page's JavaScript ignores it).
     """
     sio = socketio.AsyncServer(async_mode="asgi")
-    attach(app, sio)
+    attach(app, sio, recovery=recovery)
     return BodyLimit(
         socketio.ASGIApp(
             sio, static_files=STATIC_FILES, on_startup=app.start, on_shutdown=app.stop
@@ -154,4 +167,4 @@ def create_asgi_app(app: App) -> BodyLimit:
 
 
 app = create_app()
-asgi_app = create_asgi_app(app)
+asgi_app = create_asgi_app(app, recovery=RECOVERY)

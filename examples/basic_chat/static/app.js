@@ -24,12 +24,22 @@ const socket = io(); // the page's own origin, path /socket.io/
 
 socket.on("connect", () => {
   $("status").textContent = "connected";
-  forgetPresences(); // a new connection: its own presence_state will come
+  forgetPresences(); // its own presence_state will come, once it is tracked
   shownName = myName();
-  socket.emit("ready", { chat_room: ROOM, signal_room: SIGNAL_ROOM, files_room: FILES_ROOM, name: shownName });
+  if (socket.recovered) {
+    // The connection dropped and came back in time (the server's connection-state recovery):
+    // same id, same rooms, and what the room said meanwhile arrives now, in order. `ready`
+    // would announce a "New client"; only the presence is gone, so track the name again.
+    addLine("status", "Reconnected: nothing was missed.");
+    socket.emit("name", { name: shownName });
+  } else {
+    socket.emit("ready", { chat_room: ROOM, signal_room: SIGNAL_ROOM, files_room: FILES_ROOM, name: shownName });
+  }
 });
 socket.on("disconnect", () => {
-  $("status").textContent = "disconnected, reconnecting…";
+  // socket.active: the client reconnects by itself (not after the server closed it on purpose).
+  $("status").textContent = socket.active ? "disconnected, reconnecting…" : "disconnected";
+  addLine("status", socket.active ? "Connection lost, reconnecting…" : "Disconnected.");
   forgetPresences();
 });
 socket.on("announce", (data) => addLine("announce", data.message));

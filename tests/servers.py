@@ -68,7 +68,7 @@ class Client:
 
     async def _record(self, event: str, *args: Any) -> None:
         data = None if not args else args[0] if len(args) == 1 else list(args)
-        await self.received.put(Message(event, data))
+        await self.received.put(Message(event, data, args))
 
     async def __aenter__(self) -> Client:
         try:
@@ -91,11 +91,14 @@ class Client:
         assert sid is not None
         return str(sid)
 
-    async def emit(self, event: str, data: Any = None) -> None:
-        await self.sio.emit(event, data)
+    async def emit(self, event: str, data: Any = None, *more: Any) -> None:
+        # python-socketio sends a tuple as several arguments.
+        await self.sio.emit(event, (data, *more) if more else data)
 
-    async def call(self, event: str, data: Any = None, *, timeout: float = 5.0) -> Any:
-        return await self.sio.call(event, data, timeout=timeout)
+    async def call(self, event: str, data: Any = None, *more: Any, timeout: float = 5.0) -> Any:
+        answer = await self.sio.call(event, (data, *more) if more else data, timeout=timeout)
+        # Several values come as a tuple; as a list, they compare as TestClient's do.
+        return list(answer) if isinstance(answer, tuple) else answer
 
     async def receive(self, *, timeout: float = 5.0) -> Message:
         return await asyncio.wait_for(self.received.get(), timeout)

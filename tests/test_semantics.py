@@ -64,6 +64,14 @@ def make_app() -> App:
     async def echo(req: Request) -> None:
         await req.respond(req.data)
 
+    @app.route("move")
+    async def move(req: Request) -> None:
+        # Every argument as sent, back as several, to the sender and to the others.
+        await req.emit("moved", *req.args) if req.args else await req.emit("moved")
+        if req.args:
+            await req.broadcast("moved", *req.args)
+        await req.respond(*reversed(req.args))
+
     @app.route("members")
     async def members(req: Request) -> Any:
         return {
@@ -318,3 +326,20 @@ async def test_text_that_is_not_unicode_is_refused_at_the_door(connect: Connect,
         assert await alice.call("echo", "é 🎉") == "é 🎉"
     with pytest.raises(InvalidRoomName):  # and from the server's side, as a room name
         app.room("\ud800")
+
+
+async def test_several_arguments_go_both_ways(connect: Connect) -> None:
+    async with connect() as mover, connect() as watcher:
+        assert await mover.call("move", 1, 2) == [2, 1]  # several values: a list
+        moved = await mover.receive()
+        assert (moved.event, moved.data, moved.args) == ("moved", [1, 2], (1, 2))
+        seen = await watcher.receive()
+        assert (seen.event, seen.args) == ("moved", (1, 2))
+        # One argument is one, a list included; none is none.
+        assert await mover.call("move", [1, 2]) == [1, 2]
+        moved = await mover.receive()
+        assert (moved.data, moved.args) == ([1, 2], ([1, 2],))
+        await watcher.receive()
+        assert await mover.call("move") is None
+        moved = await mover.receive()
+        assert (moved.data, moved.args) == (None, ())

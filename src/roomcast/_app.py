@@ -15,7 +15,7 @@ from ._handlers import is_async, to_async
 from ._history import HistoryRule
 from ._hub import Hub, Middleware
 from ._limits import Limits, Stats
-from ._message import Outgoing, Target
+from ._message import Outgoing, Target, pack
 from ._request import Request
 from ._room import Room
 from ._rooms import DEFAULT_MAX_ROOM_NAME
@@ -167,13 +167,13 @@ class App:
         """The room `name` (or the union of several): broadcasts reach every member."""
         return Room(self.hub, names)
 
-    async def broadcast(self, event: str, data: Any = None) -> None:
-        """Send `event` to every connection."""
-        await self.hub.publish(Target(), Outgoing(event, data))
+    async def broadcast(self, event: str, data: Any = None, *more: Any) -> None:
+        """Send `event` to every connection (with several arguments when given `more`)."""
+        await self.hub.publish(Target(), Outgoing(event, pack(data, more)))
 
-    async def emit(self, sid: str, event: str, data: Any = None) -> None:
+    async def emit(self, sid: str, event: str, data: Any = None, *more: Any) -> None:
         """Send `event` to the connection `sid`, from anywhere (no-op if it is gone)."""
-        await self.hub.publish(Target(sid=sid), Outgoing(event, data))
+        await self.hub.publish(Target(sid=sid), Outgoing(event, pack(data, more)))
 
     async def rooms_of(self, sid: str) -> frozenset[str]:
         """The rooms the connection `sid` is in."""

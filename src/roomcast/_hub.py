@@ -207,8 +207,18 @@ class Hub:
             self.recovery.record(Target(sid=sid), message)  # an offset of this process's
             await transport.send(peers, message.encoded(transport))
 
-    async def received(self, sid: str, event: str, data: Any, ack: Ack | None) -> None:
+    async def received(
+        self,
+        sid: str,
+        event: str,
+        data: Any,
+        ack: Ack | None,
+        *,
+        args: tuple[Any, ...] | None = None,
+    ) -> None:
         """Run the handler of `event` for `sid`; `ack` is `None` when none was asked for.
+        `args`: every argument the client sent, when it may send several (`data` is then the
+        one, or a list of several: `roomcast._message.fold`).
 
         Events of one connection run one at a time, in the order this is called. A transport
         cancels the call still running for a connection that closes (before it calls
@@ -231,7 +241,7 @@ class Hub:
         async with conn.lock:
             if not conn.reachable:
                 return
-            request = Request(self, conn, event, data, ack)
+            request = Request(self, conn, event, data, ack, args)
             try:
                 if self.middleware:
                     result = await self._through_middleware(request, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -45,6 +46,34 @@ class Outgoing:
                 wire = transport.encode(self.event, self.data, offset=self.offset)
             self._encoded[transport] = wire
         return wire
+
+
+class Args(tuple[Any, ...]):
+    """Several arguments of one event or acknowledgement, sent as several (a Socket.IO client
+    calls its handler, or its callback, with each), not as one list."""
+
+    __slots__ = ()
+
+
+def pack(data: Any, more: tuple[Any, ...]) -> Any:
+    """What an event carries: `data`, or `data` and `more` as several arguments."""
+    return Args((data, *more)) if more else data
+
+
+def spread(data: Any) -> list[Any]:
+    """The arguments an event carries, as a transport sends them."""
+    if data is None:
+        return []
+    if isinstance(data, Args):
+        return list(data)
+    return [data]
+
+
+def fold(args: Sequence[Any]) -> Any:
+    """The arguments a client sent, as one `data`: `None`, the one, or a list of several."""
+    if not args:
+        return None
+    return args[0] if len(args) == 1 else list(args)
 
 
 _MISSING: Any = object()

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from ._connection import Connection
 from ._exceptions import UnknownEvent
 from ._handlers import Endpoint
-from ._message import Outgoing, Target
+from ._message import Args, Outgoing, Target, pack
 from ._room import Room, Rooms
 
 Ack = Callable[[Any], Awaitable[None]]
@@ -52,17 +52,32 @@ class Request:
     - `await req.room(name).broadcast(event, data)`: every member of `name` but the sender.
     """
 
-    __slots__ = ("_ack", "_conn", "_host", "_responded", "data", "event")
+    __slots__ = ("_ack", "_args", "_conn", "_host", "_responded", "data", "event")
 
     def __init__(
-        self, host: Host, conn: Connection, event: str, data: Any, ack: Ack | None = None
+        self,
+        host: Host,
+        conn: Connection,
+        event: str,
+        data: Any,
+        ack: Ack | None = None,
+        args: tuple[Any, ...] | None = None,
     ) -> None:
         self._host = host
         self.event = event
         self.data = data
+        self._args = args
         self._conn = conn
         self._ack = ack
         self._responded = False
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """Every argument the client sent, as a tuple (a Socket.IO client may send several:
+        `emit("move", x, y)`); `data` is the one, a list of several, or `None`."""
+        if self._args is None:
+            self._args = () if self.data is None else (self.data,)
+        return self._args
 
     @property
     def app(self) -> Any:
@@ -130,14 +145,16 @@ class Request:
         Leaving the room, or disconnecting, untracks too."""
         await self._host.untrack(self._conn, self._host.check_room_name(room))
 
-    async def emit(self, event: str, data: Any = None) -> None:
-        """Send `event` to the sender only."""
-        await self._host.publish(Target(sid=self._conn.sid), Outgoing(event, data))
+    async def emit(self, event: str, data: Any = None, *more: Any) -> None:
+        """Send `event` to the sender only (with several arguments when given `more`)."""
+        await self._host.publish(Target(sid=self._conn.sid), Outgoing(event, pack(data, more)))
 
-    async def respond(self, data: Any = None) -> None:
-        """Acknowledge the event with `data`; only the first response counts."""
+    async def respond(self, *values: Any) -> None:
+        """Acknowledge the event with `values` (none, one, or several: the client's callback
+        gets each); only the first response counts."""
         if self._ack is None or self._responded:
             return
+        data = None if not values else values[0] if len(values) == 1 else Args(values)
         self._responded = True
         try:
             await self._ack(data)
@@ -145,9 +162,10 @@ class Request:
             self._responded = False  # nothing was sent: an error may still take its place
             raise
 
-    async def broadcast(self, event: str, data: Any = None) -> None:
-        """Send `event` to every connection except the sender."""
-        await self._host.publish(Target(exclude=self._conn.sid), Outgoing(event, data))
+    async def broadcast(self, event: str, data: Any = None, *more: Any) -> None:
+        """Send `event` to every connection except the sender (with several arguments when
+        given `more`)."""
+        await self._host.publish(Target(exclude=self._conn.sid), Outgoing(event, pack(data, more)))
 
     def room(self, *names: str) -> Room:
         """The rooms `names` as seen by the sender: their broadcasts leave the sender out."""

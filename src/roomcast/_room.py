@@ -6,7 +6,7 @@ from collections.abc import Collection
 from typing import Any, Protocol
 
 from ._history import Entry
-from ._message import Outgoing, Target
+from ._message import Outgoing, Target, pack
 
 
 class Rooms(Protocol):
@@ -48,9 +48,10 @@ class Room:
         self.exclude = exclude
         self._target = Target(rooms=self.names, exclude=exclude)
 
-    async def broadcast(self, event: str, data: Any = None) -> None:
-        """Send `event` to every member (but `exclude`, when set)."""
-        await self._host.publish(self._target, Outgoing(event, data))
+    async def broadcast(self, event: str, data: Any = None, *more: Any) -> None:
+        """Send `event` to every member (but `exclude`, when set); with `more`, as several
+        arguments."""
+        await self._host.publish(self._target, Outgoing(event, pack(data, more)))
 
     async def members(self) -> frozenset[str]:
         """The sids of every member, across every process sharing the backend."""

@@ -65,7 +65,7 @@ from .._app import App
 from .._backlog import SHED, Backlog
 from .._connection import REACHABLE, State, move
 from .._exceptions import Reject
-from .._message import Outgoing
+from .._message import Outgoing, fold, spread
 from .._recovery import Claim, Recovery
 from .._transport import Transport
 from . import _internals
@@ -234,7 +234,7 @@ class SocketIOTransport(Transport):
         return self._fast_path_off_reason
 
     def encode(self, event: str, data: Any, *, offset: str | None = None) -> Encoded:
-        args = [event] if data is None else [event, data]
+        args = [event, *spread(data)]
         if offset is not None:  # last, as Socket.IO's own server puts it
             args.append(offset)
         packets, sizes, text = _internals.event_packets(self.sio, self.namespace, args)
@@ -322,10 +322,10 @@ class SocketIOTransport(Transport):
         self, peer: Peer, event: str, data: Any, answer: Callable[[Any], None]
     ) -> Callable[[], None]:
         def acknowledged(*args: Any) -> None:
-            answer(None if not args else args[0] if len(args) == 1 else list(args))
+            answer(fold(args))
 
         ack_id = _internals.expect_ack(self.sio, peer.sid, acknowledged)
-        args = [event] if data is None else [event, data]
+        args = [event, *spread(data)]
         packets, sizes, _ = _internals.event_packets(self.sio, self.namespace, args, ack_id)
         # Through the queue, in order with what the connection was sent before.
         if peer.state is State.CONNECTING:
@@ -480,14 +480,13 @@ class SocketIOTransport(Transport):
             self.app.stats.rate_limited += 1
             await self._reply_error(eio_sid, self.namespace, ack_id, TOO_MANY_PENDING)
             return
-        event, args = data[0], data[1:]
-        payload = None if not args else args[0] if len(args) == 1 else list(args)
+        event, args = data[0], tuple(data[1:])
         ack = None if ack_id is None else _Ack(self, eio_sid, ack_id)
         # Not awaited here: this runs in the connection's read loop, which must go on reading
         # (Engine.IO's pings among others) while a handler runs. Tasks start in the order the
         # events came, and the app's per-connection lock keeps that order.
         task = asyncio.get_running_loop().create_task(
-            self.app.hub.received(sid, event, payload, ack)
+            self.app.hub.received(sid, event, fold(args), ack, args=args)
         )
         peer.tasks.add(task)
         task.add_done_callback(peer.tasks.discard)
@@ -524,5 +523,5 @@ class _Ack:
             self._eio_sid,
             transport.namespace,
             self._ack_id,
-            [] if data is None else [data],
+            spread(data),
         )

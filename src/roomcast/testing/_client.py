@@ -7,7 +7,7 @@ import itertools
 import secrets
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -22,11 +22,12 @@ from .._backlog import SHED, Backlog
 from .._connection import REACHABLE, State, move
 from .._exceptions import ConnectionClosed, ConnectionRejected, Reject
 from .._handlers import Endpoint, to_async
+from .._message import fold, pack, spread
 from .._transport import Transport
 
 DEFAULT_MAX_OUTSTANDING = 10_000  # events sent by a client and not yet handled
 
-_Event = tuple[str, Any, Any]  # event, data, ack
+_Event = tuple[str, tuple[Any, ...], Any]  # event, its arguments, ack id
 _Wire = tuple[_codec.Encoded, int]  # an event as encoded, and its size in bytes
 _CLOSED: Any = object()  # what a pending call gets when the connection closes first
 AnswerT = TypeVar("AnswerT", bound=Callable[[Any], Any])
@@ -34,10 +35,17 @@ AnswerT = TypeVar("AnswerT", bound=Callable[[Any], Any])
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """An event a client received: its name and its data, as decoded from the wire."""
+    """An event a client received: its name and its data, as decoded from the wire. `data`
+    is its one argument, a list of several, or `None`; `args` are all of them."""
 
     event: str
     data: Any
+    args: tuple[Any, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def decoded(cls, encoded: _codec.Encoded) -> Message:
+        event, *args = _codec.decode(encoded)
+        return cls(event, fold(args), tuple(args))
 
 
 class MemoryTransport(Transport):
@@ -47,7 +55,7 @@ class MemoryTransport(Transport):
         self.clients: dict[str, TestClient] = {}
 
     def encode(self, event: str, data: Any, *, offset: str | None = None) -> _Wire:
-        encoded = _codec.encode([event, data])
+        encoded = _codec.encode([event, *spread(data)])
         return encoded, len(encoded[0]) + sum(map(len, encoded[1]))
 
     async def ask(
@@ -194,12 +202,14 @@ class TestClient:
             self._close_streams()
         return None
 
-    async def emit(self, event: str, data: Any = None) -> None:
-        """Send `event` with `data` to the app; returns once it is on its way."""
-        await self._send(event, data, None)
+    async def emit(self, event: str, data: Any = None, *more: Any) -> None:
+        """Send `event` with `data` to the app (and `more`: several arguments, as a Socket.IO
+        client's `emit("move", x, y)`); returns once it is on its way."""
+        await self._send(event, pack(data, more), None)
 
-    async def call(self, event: str, data: Any = None, *, timeout: float = 5.0) -> Any:
-        """Send `event` and wait for its acknowledgement; return the ack payload as sent.
+    async def call(self, event: str, data: Any = None, *more: Any, timeout: float = 5.0) -> Any:
+        """Send `event` (with `data`, and `more` as further arguments) and wait for its
+        acknowledgement; return the ack payload as sent (several values as a list).
 
         An error acknowledgement (`{"error": {...}}`) is returned, not raised. Raises
         `TimeoutError` when no acknowledgement arrives in `timeout` seconds, and
@@ -208,7 +218,7 @@ class TestClient:
         ack_id = next(self._ack_ids)
         arrived, payload = self._acks[ack_id] = (anyio.Event(), [])
         try:
-            await self._send(event, data, ack_id)
+            await self._send(event, pack(data, more), ack_id)
             with anyio.fail_after(timeout):
                 await arrived.wait()
         finally:
@@ -261,7 +271,7 @@ class TestClient:
             self._backlog.taken_at(index)
             encoded = self._received[index]
             del self._received[index]
-        return Message(*_codec.decode(encoded))
+        return Message.decoded(encoded)
 
     def _find(self, event: str | None) -> int | None:
         """Where the next event named `event` (any, for `None`) waits in the inbox."""
@@ -282,7 +292,7 @@ class TestClient:
         Raises `AssertionError` naming what came; what came stays waiting to be received.
         """
         await anyio.wait_all_tasks_blocked()
-        came = [Message(*_codec.decode(encoded)) for encoded in self._received]
+        came = [Message.decoded(encoded) for encoded in self._received]
         if event is not None:
             came = [message for message in came if message.event == event]
         if came:
@@ -292,7 +302,7 @@ class TestClient:
         """Every event received and not read yet, without waiting (an empty list if none)."""
         received, self._received = self._received, collections.deque()
         self._backlog.clear()
-        return [Message(*_codec.decode(encoded)) for encoded in received]
+        return [Message.decoded(encoded) for encoded in received]
 
     async def disconnect(self) -> None:
         """Close the connection (no-op when already closed)."""
@@ -331,23 +341,23 @@ class TestClient:
         if self._state is not State.OPEN:
             raise ConnectionClosed("The connection is closed.")
         # What the app receives went through the wire format, as over a real socket.
-        event, data = _codec.decode(_codec.encode([event, data]))
-        await self._events.send((event, data, ack_id))
+        event, *args = _codec.decode(_codec.encode([event, *spread(data)]))
+        await self._events.send((event, tuple(args), ack_id))
 
     async def _run_events(self) -> None:
         self._events_task = anyio.get_current_task().id
         with anyio.CancelScope() as self._handling:  # cancelled when the connection closes
             async with self._events_out:
-                async for event, data, ack_id in self._events_out:
+                async for event, args, ack_id in self._events_out:
                     ack = None if ack_id is None else _Ack(self, ack_id)
-                    await self.app.hub.received(self.sid, event, data, ack)
+                    await self.app.hub.received(self.sid, event, fold(args), ack, args=args)
 
     async def _answer(
         self, answerer: Endpoint, wire: _codec.Encoded, answer: Callable[[Any], None]
     ) -> None:
         """Answer one call of the server's with `answerer`, both ways through the wire format."""
-        _, data = _codec.decode(wire)
-        value = await answerer(data)
+        _, *args = _codec.decode(wire)
+        value = await answerer(fold(args))
         if self._state is State.OPEN:
             answer(_codec.decode(_codec.encode(value)))
 

@@ -1,7 +1,7 @@
 """End-to-end room broadcast over real websockets on 127.0.0.1.
 
     .venv/bin/python -m benchmarks.fanout [--sizes 50,200,1000] [--duration 5]
-        [--servers roomcast,python-socketio,node] [--repeat 1] [--json out.json]
+        [--servers roomcast,roomcast+history,python-socketio,node] [--repeat 1] [--json out.json]
         [--plot benchmarks/fanout.png] [--stalled N] [--redis-url URL]
 
 For each number of clients C and each server, a fresh server process (roomcast on
@@ -54,6 +54,15 @@ N processes' CPU), each process's CPU, redis-server's (when its PID, from `INFO`
 here), p50 latency of each server's clients (local, then through Redis), and the keys of the
 run's prefix that the servers left in Redis when they stopped (then deleted).
 
+Room history: `+history` after a roomcast server's name (`roomcast+history`,
+`roomcast-redis2+history`, `roomcast+history@aiohttp`) runs it with
+`app.keep_history("chat", size=100)` (`fanout_server.py --history`), so that every broadcast is
+also appended to room `chat`'s history: in memory, or a Redis stream for `roomcast-redisN`. A
+last table gives, against the same server without `+history` at the same C in the same run
+(list both in `--servers`), the ratio of deliveries/s and of deliveries per server CPU-second,
+and how many entries the room's history held at the end of the measurement (the probe's
+`history_kept`: 100 when it kept them); with `--repeat`, each run's ratios too.
+
 Stalled clients: with `--stalled N`, each server at each C runs twice in a row, without and
 then with N extra clients (raw, whatever `--client` says) that join `chat` after the C others
 and then stop reading (the generator pauses their socket). They count in nothing measured;
@@ -79,6 +88,7 @@ import re
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,20 +116,30 @@ BASELINE = "python-socketio"
 NODE_MODULES = HERE / "node_modules"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_KIND = re.compile(r"roomcast-redis([1-9][0-9]*)")
+HISTORY = "+history"
+
+
+def split_server(spec: str) -> tuple[str, bool, str]:
+    """The kind of server `spec` names (`roomcast-redis2` for `roomcast-redis2+history@aiohttp`),
+    whether it keeps history (`+history`), and its front ("" when not named)."""
+    spec, _, _ = spec.partition("=")
+    kind, _, front = spec.partition("@")
+    history = kind.endswith(HISTORY)
+    return kind.removesuffix(HISTORY), history, front
 
 
 def parse_server(spec: str) -> list[str]:
     """The command that starts (one process of) the server `spec` (see the module docstring)."""
-    spec, _, _ = spec.partition("=")
-    kind, _, front = spec.partition("@")
-    if kind == "node" and not front:
+    kind, history, front = split_server(spec)
+    if kind == "node" and not front and not history:
         return ["node", str(HERE / "fanout_server.js")]
     if REDIS_KIND.fullmatch(kind):
         kind = "roomcast"
-    if kind not in KINDS or (front and front not in FRONTS):
+    if kind not in KINDS or (front and front not in FRONTS) or (history and kind != "roomcast"):
         raise argparse.ArgumentTypeError(
             f"unknown server {spec!r}: use node, or {'/'.join(KINDS)} or roomcast-redisN "
-            f"(N processes sharing rooms through Redis) optionally followed "
+            f"(N processes sharing rooms through Redis), the roomcast ones optionally "
+            f"followed by {HISTORY} (keep room chat's history), then optionally "
             f"by @{'/@'.join(FRONTS)}"
         )
     return [
@@ -130,7 +150,20 @@ def parse_server(spec: str) -> list[str]:
         kind,
         "--front",
         front or "uvicorn",
+        *(["--history"] if history else []),
     ]
+
+
+def keeps_history(spec: str) -> bool:
+    """Whether the server `spec` keeps room `chat`'s history (`+history`)."""
+    return split_server(spec)[1]
+
+
+def without_history(spec: str) -> str:
+    """The same server as `spec`, without `+history`: what a history run is compared with."""
+    name, equals, source = spec.partition("=")
+    kind, at, front = name.partition("@")
+    return f"{kind.removesuffix(HISTORY)}{at}{front}{equals}{source}"
 
 
 def source_env(spec: str) -> dict[str, str] | None:
@@ -143,14 +176,15 @@ def source_env(spec: str) -> dict[str, str] | None:
 
 def redis_processes(spec: str) -> int:
     """How many processes the server `spec` runs over Redis: N for roomcast-redisN, else 0."""
-    match = REDIS_KIND.fullmatch(spec.partition("@")[0])
+    match = REDIS_KIND.fullmatch(split_server(spec)[0])
     return int(match.group(1)) if match else 0
 
 
 def single_process(spec: str) -> str:
-    """The one-process server that `spec` (roomcast-redisN[@front]) is compared with."""
-    _, at, front = spec.partition("@")
-    return f"roomcast{at}{front}"
+    """The one-process server that `spec` (roomcast-redisN[+history][@front]) is compared
+    with."""
+    _, history, front = split_server(spec)
+    return f"roomcast{HISTORY if history else ''}{'@' if front else ''}{front}"
 
 
 def label(spec: str, stalled: int) -> str:
@@ -313,6 +347,7 @@ def run_one(spec: str, clients: int, args: argparse.Namespace, stalled: int = 0)
     result.update(
         server=spec,
         stalled=stalled,
+        history=keeps_history(spec),
         server_cpu=100 * sum(server_cpus) / wall,
         client_cpu=100 * client_cpu / wall,
         other_cpu=other,
@@ -523,6 +558,76 @@ def report(results: Sequence[dict[str, Any]], servers: Sequence[str], stalled: i
         text += "\n\n" + redis_report(results)
     if any(r.get("stalled") for r in results):
         text += "\n\n" + stalled_report(results)
+    if any(r.get("history") for r in results):
+        text += "\n\n" + history_report(results)
+    return text
+
+
+def history_report(results: Sequence[dict[str, Any]]) -> str:
+    """The servers that keep room `chat`'s history, against the same server without it at
+    the same C (and the same stalled clients) in the same run."""
+    plain = {
+        (r["clients"], r["server"], r.get("stalled", 0)): r
+        for r in results
+        if not r.get("history")
+    }
+    rows, notes = [], []
+    for r in results:
+        if not r.get("history"):
+            continue
+        name = label(r["server"], r.get("stalled", 0))
+        ref = plain.get((r["clients"], without_history(r["server"]), r.get("stalled", 0)))
+        per_cpu = per_cpu_second(r)
+        ref_per_cpu = per_cpu_second(ref) if ref else None
+        kept = [p.get("history_kept") for p in r.get("probes") or [] if p]
+        rows.append(
+            [
+                r["clients"],
+                name,
+                r["deliveries_per_s"],
+                r["deliveries_per_s"] / ref["deliveries_per_s"] if ref else None,
+                per_cpu,
+                per_cpu / ref_per_cpu if per_cpu and ref_per_cpu else None,
+                r["messages_per_s"],
+                r["p50_ms"],
+                ref["p50_ms"] if ref else None,
+                r["server_cpu"],
+                r["client_cpu"],
+                r.get("other_cpu"),
+                kept[0] if kept else None,
+                r["lost"] + r["given_up"],
+            ]
+        )
+        if ref is None:
+            notes.append(f"{name} C={r['clients']}: no {without_history(r['server'])} run")
+        for found in r.get("probes") or []:
+            if found and found.get("history_error"):
+                notes.append(f"{name} C={r['clients']}: {found['history_error']}")
+    headers = [
+        "C",
+        "server",
+        "deliveries/s",
+        "x without",
+        "per server CPU-s",
+        "x",
+        "msgs/s",
+        "p50 ms",
+        "p50 ms without",
+        "server CPU%",
+        "generator CPU%",
+        "other CPU%",
+        "kept",
+        "lost",
+    ]
+    text = (
+        "room history: the servers keeping room chat's broadcasts (keep_history, size=100), "
+        "against the same\nserver without it at the same C (x without; x: per server "
+        "CPU-second, all processes); kept: the\nentries room chat's history held at the end "
+        "of the measurement\n\n"
+    )
+    text += table(headers, rows)
+    if notes:
+        text += "\n" + "\n".join(f"note: {note}" for note in notes)
     return text
 
 
@@ -698,7 +803,57 @@ def spread(
                 name = label(spec, n)
                 rows.append([clients, name, max(rates), min(rates), " ".join(ratios) or None])
     headers = ["C", "server", "best deliveries/s", "worst", f"x {BASELINE} in each run"]
-    return table(headers, rows)
+    text = table(headers, rows)
+    if any(keeps_history(spec) for spec in servers):
+        text += "\n\n" + history_spread(runs, servers, stalled)
+    return text
+
+
+def history_spread(
+    runs: Sequence[Sequence[dict[str, Any]]], servers: Sequence[str], stalled: int = 0
+) -> str:
+    """Across runs: each run's ratio of a history server to the same server without it, in
+    deliveries/s and per server CPU-second, and their medians."""
+    rows = []
+    sizes = sorted({r["clients"] for results in runs for r in results})
+    for clients in sizes:
+        for spec, n in variants(servers, stalled):
+            if not keeps_history(spec):
+                continue
+            rates, per_cpus = [], []
+            for results in runs:
+                by = {
+                    (r["server"], r.get("stalled", 0)): r
+                    for r in results
+                    if r["clients"] == clients
+                }
+                mine, ref = by.get((spec, n)), by.get((without_history(spec), n))
+                if mine is None or ref is None:
+                    continue
+                rates.append(mine["deliveries_per_s"] / ref["deliveries_per_s"])
+                a, b = per_cpu_second(mine), per_cpu_second(ref)
+                if a and b:
+                    per_cpus.append(a / b)
+            if rates:
+                rows.append(
+                    [
+                        clients,
+                        label(spec, n),
+                        " ".join(f"{x:.2f}" for x in rates),
+                        statistics.median(rates),
+                        " ".join(f"{x:.2f}" for x in per_cpus) or None,
+                        statistics.median(per_cpus) if per_cpus else None,
+                    ]
+                )
+    headers = [
+        "C",
+        "server",
+        "deliveries/s x without, each run",
+        "median",
+        "per server CPU-s x, each run",
+        "median",
+    ]
+    return "room history, against the same server without it\n\n" + table(headers, rows)
 
 
 def plot(

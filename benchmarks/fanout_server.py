@@ -17,10 +17,16 @@ and stopped by the ASGI lifespan (`socketio.ASGIApp(sio, on_startup=app.start,
 on_shutdown=app.stop)`; with aiohttp, around the server's life): several such processes with
 the same prefix share room `chat`.
 
+`--history` (roomcast only) makes the app keep room `chat`'s broadcasts
+(`app.keep_history("chat", size=100)`, the default ttl): each broadcast is then also appended
+to the room's history in the backend (in memory, or a Redis stream with `--redis`), after its
+local delivery. `benchmarks.fanout` runs it as the server `roomcast+history`.
+
 On SIGUSR1 the server prints one line `{"probe": {...}}`: its open Engine.IO connections (and
 the closed ones it still holds, their websocket not yet gone), the packets waiting in their
 queues (in all, and the longest queue) and, for roomcast, `app.stats`, the transport's
-`direct_writes` and whether Redis is reachable (`redis_available`).
+`direct_writes`, whether Redis is reachable (`redis_available`) and, with `--history`, how many
+entries room `chat`'s history holds (`history_kept`, read from the backend).
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ class Built:
     sio: socketio.AsyncServer
     app: Any = None
     transport: Any = None
+    history: bool = False
+    _probing: Any = dataclasses.field(default=None, repr=False)
 
     def probe(self) -> dict[str, Any]:
         """What the server holds now (see the module docstring)."""
@@ -72,22 +80,46 @@ class Built:
         return found
 
     def print_probe(self) -> None:
-        print(json.dumps({"probe": self.probe()}), flush=True)
+        if not self.history:
+            print(json.dumps({"probe": self.probe()}), flush=True)
+            return
+        # The history is read from the backend (a Redis round trip with `--redis`): in a task.
+        task = asyncio.get_running_loop().create_task(self._print_probe_with_history())
+        self._probing = task  # (a strong reference until it is done)
+
+    async def _print_probe_with_history(self) -> None:
+        found = self.probe()
+        try:
+            found["history_kept"] = len(await self.app.room("chat").history())
+        except Exception as exc:  # the probe says so rather than not answering
+            found["history_kept"] = None
+            found["history_error"] = repr(exc)
+        print(json.dumps({"probe": found}), flush=True)
 
 
 def build(
-    kind: str, async_mode: str, redis: str | None = None, prefix: str = "roomcast:"
+    kind: str,
+    async_mode: str,
+    redis: str | None = None,
+    prefix: str = "roomcast:",
+    *,
+    history: bool = False,
 ) -> Built:
     """A python-socketio server with the benchmark's two routes, done the `kind` way; with
-    `redis`, roomcast's rooms live in that Redis under `prefix`."""
+    `redis`, roomcast's rooms live in that Redis under `prefix`; with `history`, roomcast
+    keeps room `chat`'s broadcasts."""
     sio = socketio.AsyncServer(async_mode=async_mode)
     if redis is not None and kind != "roomcast":
         raise ValueError("--redis applies to the roomcast kind only")
+    if history and kind != "roomcast":
+        raise ValueError("--history applies to the roomcast kind only")
     if kind == "roomcast":
         from roomcast import Request
         from roomcast.adapters.socketio import attach
 
         app = roomcast_app(redis, prefix)
+        if history:
+            app.keep_history("chat", size=100)
 
         @app.route("join")
         async def join(req: Request) -> str:
@@ -98,7 +130,7 @@ def build(
         async def send(req: Request) -> None:
             await app.room("chat").broadcast("message", req.data)
 
-        return Built(sio, app, attach(app, sio))
+        return Built(sio, app, attach(app, sio), history=history)
     if kind == "python-socketio":
 
         @sio.on("join")
@@ -209,12 +241,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--redis", metavar="URL", help="roomcast only: a RedisBackend at URL")
     parser.add_argument("--prefix", default="roomcast:", help="the RedisBackend's prefix")
+    parser.add_argument(
+        "--history", action="store_true", help="roomcast only: keep room chat's broadcasts"
+    )
     args = parser.parse_args(argv)
     if args.redis and args.kind != "roomcast":
         parser.error("--redis applies to --kind roomcast only")
+    if args.history and args.kind != "roomcast":
+        parser.error("--history applies to --kind roomcast only")
     raise_open_files_limit()
     built = build(
-        args.kind, "aiohttp" if args.front == "aiohttp" else "asgi", args.redis, args.prefix
+        args.kind,
+        "aiohttp" if args.front == "aiohttp" else "asgi",
+        args.redis,
+        args.prefix,
+        history=args.history,
     )
     if args.front == "aiohttp":
         coro = serve_aiohttp(built)

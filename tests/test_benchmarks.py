@@ -117,6 +117,64 @@ def test_fanout_with_stalled_clients_runs(tmp_path: Path) -> None:
     assert "python-socketio +2 stalled " in stdout
 
 
+@pytest.mark.parametrize("servers", ["roomcast,roomcast+history", "roomcast-redis2+history"])
+def test_fanout_with_history_runs(tmp_path: Path, servers: str) -> None:
+    """A server keeping room `chat`'s history (`+history`), in one process or two over
+    Redis: its clients receive, the room's history holds entries at the end, and the table
+    compares it with the same server without history when that ran too."""
+    require_node()
+    extra: tuple[str, ...] = ()
+    if "redis" in servers:
+        require_redis()
+        extra = ("--redis-url", REDIS_URL)
+    stdout, data = run_benchmark(
+        tmp_path,
+        "fanout",
+        *("--sizes", "5", "--duration", "0.5", "--warmup", "0.3"),
+        *("--servers", servers, "--client", "raw", *extra),
+    )
+    assert "room history" in stdout
+    (results,) = data["runs"]
+    assert [(r["server"], r["history"]) for r in results] == [
+        (spec, spec.endswith("+history")) for spec in servers.split(",")
+    ]
+    for result in results:
+        assert result["deliveries"] > 0
+        kept = [probe.get("history_kept") for probe in result["probes"]]
+        if result["history"]:
+            assert all(0 < n <= 100 for n in kept), kept  # size=100
+        else:
+            assert kept == [None]
+    if servers.startswith("roomcast,"):
+        assert "x without" in stdout
+
+
+def test_recovery_runs(tmp_path: Path) -> None:
+    """Clients dropped at once, events sent while they are away, all back: every client
+    recovers, with every missed event in order, once; then memory per kept message and per
+    absent session, and the cost of a claim."""
+    require_node()
+    stdout, data = run_benchmark(tmp_path, "recovery", "--quick")
+    assert "replay events/s" in stdout
+    assert "bytes each" in stdout
+    assert "us per claim" in stdout
+    runs = data["recovery"]
+    assert [(r["clients"], r["messages"]) for r in runs] == [(20, 0), (20, 10)]
+    for run in runs:
+        n, m = run["clients"], run["messages"]
+        assert run["recovered"] == run["same_id"] == run["complete"] == n
+        assert run["duplicates"] == run["out_of_order"] == run["missing"] == 0
+        assert run["replayed"] == n * m
+        assert run["burst_stats"]["absent"] == n
+        assert run["burst_stats"]["logged"] == m + 1  # and the `hello` before the drop
+        assert run["stats"]["after"]["absent"] == 0
+    memory = data["memory"]
+    assert memory["entry_bytes"] > memory["entry_data_bytes"] > 0
+    assert memory["absent_bytes"] > memory["absent_session_bytes"] > 0
+    assert [r["log_entries"] for r in data["claims"]] == [100, 1000]
+    assert all(r["us_per_claim"] > 0 for r in data["claims"])
+
+
 def test_core_runs(tmp_path: Path) -> None:
     stdout, data = run_benchmark(
         tmp_path, "core", "--sizes", "10,100", "--deliveries", "2000", "--repeat", "1"

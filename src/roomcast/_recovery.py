@@ -154,9 +154,15 @@ class Recovery:
         first = log[0][0] if log else self.number + 1
         if number < first - 1:
             return None
-        return (
-            (target, unless, message) for n, _, _, target, unless, message in log if n > number
-        )
+        # Entries are numbered one after the other: those after `number` are the last ones,
+        # found from the end (a recovery costs what it missed, not the whole log).
+        tail = []
+        for n, _, _, target, unless, message in reversed(log):
+            if n <= number:
+                break
+            tail.append((target, unless, message))
+        tail.reverse()
+        return iter(tail)
 
     # -- absent sessions -----------------------------------------------------------------------
 

@@ -136,9 +136,9 @@ class Backend(ABC):
         """Every track in `room`, on every process, oldest first."""
 
     @abstractmethod
-    async def keep(self, room: str, rule: HistoryRule, event: str, data: Any) -> str:
+    async def keep(self, room: str, rule: HistoryRule, event: str, data: Any) -> None:
         """Keep a broadcast to `room` in its history, as `rule` says (at most `rule.size`
-        entries, none older than `rule.ttl`); return its offset."""
+        entries, none older than `rule.ttl`)."""
 
     @abstractmethod
     async def history(

@@ -54,8 +54,8 @@ class MemoryBackend(Backend):
     async def presence(self, room: str) -> list[Track]:
         return self.node.local_presence(room)
 
-    async def keep(self, room: str, rule: HistoryRule, event: str, data: Any) -> str:
-        return self._history.append(room, rule, event, data)
+    async def keep(self, room: str, rule: HistoryRule, event: str, data: Any) -> None:
+        self._history.append(room, rule, event, data)
 
     async def history(
         self, room: str, rule: HistoryRule, after: str | None, limit: int | None

@@ -346,10 +346,10 @@ class RedisBackend(Backend):
 
     # -- history -------------------------------------------------------------------------------
 
-    async def keep(self, room: str, rule: HistoryRule, event: str, data: Any) -> str:
-        key, ttl = self._key("history", room), str(int(rule.ttl * 1000))
-        offset = await self._script(KEEP, key, str(rule.size), ttl, frame("", [event, data]))
-        return str(offset.decode())
+    async def keep(self, room: str, rule: HistoryRule, event: str, data: Any) -> None:
+        # With the other writes: many broadcasts' entries in one round trip.
+        key, ttl = self._key("history", room), int(rule.ttl * 1000)
+        await self._mirror(("EVAL", KEEP, 0, key, rule.size, ttl, frame("", [event, data])))
 
     async def history(
         self, room: str, rule: HistoryRule, after: str | None, limit: int | None

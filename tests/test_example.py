@@ -497,3 +497,31 @@ def test_the_command_says_how_to_get_the_socketio_client(
     monkeypatch.setattr(command, "SOCKETIO_CLIENT", tmp_path / "socket.io.min.js")
     with pytest.raises(SystemExit, match=r"npm ci --prefix examples/basic_chat"):
         command.main(["--port", "0"])
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_example_serves_its_metrics() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from .servers import ROOT, Client, run_example
+
+    require_socketio_client()
+    with run_example(ROOT / "artifacts" / "basic_chat-metrics.log") as (url, _):
+        async with Client(url) as client:
+            await client.call("ready", "metrics room")
+
+            def fetch() -> str:
+                with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+                    assert response.status == 200
+                    return str(response.read().decode())
+
+            text = await asyncio.to_thread(fetch)
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("roomcast_connections", ())] == 1
+    assert samples[("roomcast_rooms", ())] == 1
+    assert samples[("roomcast_events_total", (("event", "ready"), ("outcome", "ok")))] == 1
+    assert samples[("roomcast_deliveries_total", ())] >= 1

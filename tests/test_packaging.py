@@ -66,6 +66,7 @@ anyio.run(main)
 for module, needs, extra in [
     ("roomcast.adapters.socketio", "socketio", "socketio"),
     ("roomcast.backends.redis", "redis", "redis"),
+    ("roomcast.metrics", "prometheus_client", "prometheus"),
 ]:
     assert importlib.util.find_spec(needs) is None, needs
     try:

@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import socketio
+from prometheus_client import CollectorRegistry, make_asgi_app
 
 from roomcast import App, InvalidPayload, Request
 from roomcast.adapters.socketio import BodyLimit, attach
 from roomcast.backends import Backend
+from roomcast.metrics import instrument
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -155,12 +157,30 @@ def create_asgi_app(app: App, *, recovery: float | None = None) -> BodyLimit:
     what it missed (``None``: off). The example's command turns it on (`RECOVERY`); it is off
     here by default because every event then carries its offset as one more argument, which
     a python-socketio client's handlers receive too (the page's JavaScript ignores it).
+
+    ``/metrics`` serves the app's Prometheus metrics (``roomcast.metrics``).
     """
     sio = socketio.AsyncServer(async_mode="asgi")
     attach(app, sio, recovery=recovery)
+    registry = CollectorRegistry()  # the app's own: several apps may run in one process
+    instrument(app, registry)
+    metrics = make_asgi_app(registry)
+
+    async def other(scope: Any, receive: Any, send: Any) -> None:
+        """What is neither Socket.IO nor a static file: the metrics, else 404."""
+        if scope["type"] == "http" and scope["path"] == "/metrics":
+            await metrics(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b"Not found"})
+
     return BodyLimit(
         socketio.ASGIApp(
-            sio, static_files=STATIC_FILES, on_startup=app.start, on_shutdown=app.stop
+            sio,
+            other_asgi_app=other,
+            static_files=STATIC_FILES,
+            on_startup=app.start,
+            on_shutdown=app.stop,
         ),
         max_bytes=sio.eio.max_http_buffer_size,
     )

@@ -236,12 +236,14 @@ class Hub:
         except EventError as exc:
             if isinstance(exc, TooLarge):
                 self.stats.too_large += 1
+            self._count(event, exc.code)
             await Request(self, conn, event, data, ack).fail(exc.code, str(exc))
             return
         async with conn.lock:
             if not conn.reachable:
                 return
             request = Request(self, conn, event, data, ack, args)
+            outcome = "ok"
             try:
                 if self.middleware:
                     result = await self._through_middleware(request, 0)
@@ -250,12 +252,23 @@ class Hub:
                 if result is not None:
                     await request.respond(result)
             except EventError as exc:
+                outcome = exc.code
                 await request.fail(exc.code, str(exc), exc.details)
             except Exception:
+                outcome = "internal"
                 logger.exception("The handler of %r failed (sid %s)", event, sid)
                 await request.fail("internal", INTERNAL_ERROR_MESSAGE)
+            finally:
+                self._count(event, outcome)
             # A client that asked for an acknowledgement always gets one.
             await request.respond(None)
+
+    def _count(self, event: Any, outcome: str) -> None:
+        """Count one handled event by its route (events no route names count together, so
+        that what clients send cannot make new counters) and its outcome."""
+        routed = isinstance(event, str) and self.router.endpoint(event) is not None
+        outcomes = self.stats.events.setdefault(event if routed else "", {})
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     async def _handle(self, request: Request) -> Any:
         """Run the handler of `request`'s event: its route's, else the fallback."""
@@ -610,6 +623,7 @@ class Hub:
         transport, handed to each transport once, never a task per receiver."""
         for transport, peers in self.index.receivers(target, unless_in):
             if peers:
+                self.stats.deliveries += len(peers)
                 await transport.send(peers, message.encoded(transport))
         if self._watching:
             for sid, (rooms, seen) in self._watching.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._exceptions import InvalidPayload, TooLarge
@@ -154,3 +154,8 @@ class Stats:
     """Packets that could not be parsed, or were no event."""
     refused_connections: int = 0
     """Connections closed for what they sent: too many attachments or malformed packets."""
+    deliveries: int = 0
+    """Events handed to a connection's transport, one per receiver."""
+    events: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Events handled, by route, then by outcome: the outcome is `"ok"` or the error's code;
+    the route is `""` for events that no route names."""

@@ -12,7 +12,7 @@ the one async context the app enters (`async with app:`, or `app.start()`/`app.s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Sequence, Set
+from collections.abc import Collection, Iterable, Mapping, Sequence, Set
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -89,6 +89,12 @@ class Backend(ABC):
         """Whether the backend works as it should now (carries and answers); `True` for one
         that has nothing that can fail."""
         return True
+
+    def metrics(self) -> Mapping[str, float]:
+        """Numbers about the backend, for monitoring (`roomcast.metrics` exports each as
+        `roomcast_backend_<name>`): a name ending in `_total` counts up, any other is a gauge.
+        None by default."""
+        return {}
 
     @abstractmethod
     def run(self) -> AbstractAsyncContextManager[None]:

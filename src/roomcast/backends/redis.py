@@ -105,6 +105,7 @@ WRITES = 4096
 """Groups of writes (a join, a track, ...) waiting for Redis at most, per node; the next one
 waits for room."""
 
+_Publication = tuple[str, bytes, float]  # channel, frame, when it joined the outbox
 _Write = tuple[tuple[tuple[Any, ...], ...], anyio.Event]
 
 
@@ -145,7 +146,7 @@ class RedisBackend(Backend):
         self._pubsub: PubSub | None = None
         self._available = False
         self._connected = anyio.Event()
-        self._outbox: MemoryObjectSendStream[tuple[str, bytes]] | None = None
+        self._outbox: MemoryObjectSendStream[_Publication] | None = None
         self._writes: MemoryObjectSendStream[_Write] | None = None
         self._waiting_writes: MemoryObjectReceiveStream[_Write] | None = None
         self._tasks: TaskGroup | None = None
@@ -154,6 +155,10 @@ class RedisBackend(Backend):
         self._command_ids = itertools.count()
         self._waiting: dict[int, list[Any]] = {}
         """The commands sent to other nodes, by id: an event, then the answer once it came."""
+        self.publish_lag = 0.0
+        """How long the last batch of publications waited in the outbox, in seconds."""
+        self.publish_failures = 0
+        """Publications to the other nodes dropped: Redis refused them or was unreachable."""
         self.supervisor = Supervisor("RedisBackend")
         """Runs the listener and the heartbeat; `supervisor.restarts` counts their failures."""
 
@@ -193,7 +198,7 @@ class RedisBackend(Backend):
         self._connected = anyio.Event()
         try:
             await self._probe()
-            outbox_in, outbox = anyio.create_memory_object_stream[tuple[str, bytes]](OUTBOX)
+            outbox_in, outbox = anyio.create_memory_object_stream[_Publication](OUTBOX)
             sent_all = anyio.Event()
             writes_in, writes = anyio.create_memory_object_stream[_Write](WRITES)
             self._waiting_writes = writes
@@ -460,17 +465,18 @@ class RedisBackend(Backend):
             raise BackendUnavailable(_UNREACHABLE)
         try:
             for channel in channels:
-                await outbox.send((channel, data))
+                await outbox.send((channel, data, anyio.current_time()))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise BackendUnavailable(_UNREACHABLE) from exc
 
     async def _publish_from(
-        self, outbox: MemoryObjectReceiveStream[tuple[str, bytes]], sent_all: anyio.Event
+        self, outbox: MemoryObjectReceiveStream[_Publication], sent_all: anyio.Event
     ) -> None:
         """Send this node's publications to Redis in order, each round trip taking as many
         as are waiting; end once the outbox is closed and empty."""
         async with outbox:
             async for first in outbox:
+                self.publish_lag = anyio.current_time() - first[2]
                 batch = [first]
                 while len(batch) < BATCH:
                     try:
@@ -480,20 +486,22 @@ class RedisBackend(Backend):
                 try:
                     await self._publish_batch(batch)
                 except Exception:
+                    self.publish_failures += len(batch)
                     logger.exception("Dropped %d messages that Redis refused.", len(batch))
         sent_all.set()
 
-    async def _publish_batch(self, batch: list[tuple[str, bytes]]) -> None:
+    async def _publish_batch(self, batch: list[_Publication]) -> None:
         if self._available and self._redis is not None:
             try:
                 with anyio.fail_after(self.timeout):
                     async with self._redis.pipeline(transaction=False) as pipe:
-                        for channel, frame in batch:
+                        for channel, frame, _ in batch:
                             pipe.publish(channel, frame)
                         await pipe.execute()
                 return
             except (*_REDIS_ERRORS, TimeoutError) as exc:
                 self._lost(exc)
+        self.publish_failures += len(batch)
         logger.warning(
             "Redis is unreachable: %d messages for other processes were dropped.", len(batch)
         )
@@ -715,6 +723,18 @@ class RedisBackend(Backend):
             rooms.setdefault(name.decode(), []).append(Track.load(value))
         for room, tracks in rooms.items():
             await self.node.presences_gone(room, tracks)
+
+    def metrics(self) -> dict[str, float]:
+        outbox = self._outbox
+        waiting = 0 if outbox is None else outbox.statistics().current_buffer_used
+        return {
+            "available": float(self._available),
+            "healthy": float(self.healthy),
+            "publish_lag_seconds": self.publish_lag,
+            "publish_failures_total": float(self.publish_failures),
+            "outbox": float(waiting),
+            "restarts_total": float(self.supervisor.restarts),
+        }
 
     def __repr__(self) -> str:
         state = "available" if self._available else "unavailable"

@@ -533,3 +533,30 @@ async def test_a_crowd_tracking_at_once_does_not_cut_a_node_off(prefix: str) -> 
         await stack.aclose()  # and they all leave at once
         assert await two.room("crowd").presence() == {}
         assert await two.room("crowd").members() == frozenset()
+
+
+async def test_a_session_json_cannot_carry_gives_a_fresh_connection_elsewhere(
+    nodes: tuple[App, App],
+) -> None:
+    """Recovering through another process sends the session as JSON: one that JSON cannot
+    carry is not recovered there, and neither process's backend suffers for it."""
+    from roomcast._recovery import Recovery
+
+    one, two = nodes
+    for app in (one, two):
+        app.hub.recovery = Recovery(60.0, lambda message: 100)
+
+    @one.route("keep")
+    async def keep(req: Request) -> None:
+        req.session["a set"] = {1, 2}
+
+    async with TestClient(one) as client:
+        await client.call("keep")
+        await one.hub.closed(client.sid, resumable="the private id")  # as a drop would
+        assert await two.hub.claim("the private id", None) is None
+    for app in (one, two):
+        backend = app.backend
+        assert isinstance(backend, RedisBackend)
+        assert backend.healthy
+    async with TestClient(one) as other:  # and commands still go through
+        assert await two.join(other.sid, "room") is True

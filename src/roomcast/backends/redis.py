@@ -422,6 +422,7 @@ class RedisBackend(Backend):
         try:
             command, args = rest
             outcome = ["ok", await self.node.perform(sid, command, args)]
+            answer = frame(self.node_id, ["r", command_id, outcome])  # may not be JSON
         except ConnectionClosed as exc:
             outcome = ["closed", str(exc)]
         except TimeoutError:
@@ -431,7 +432,8 @@ class RedisBackend(Backend):
         except Exception:
             logger.exception("A command from node %s failed (sid %s)", reply_to, sid)
             outcome = ["error", "internal", "Internal server error."]
-        answer = frame(self.node_id, ["r", command_id, outcome])
+        if outcome[0] != "ok":
+            answer = frame(self.node_id, ["r", command_id, outcome])
         with contextlib.suppress(BackendUnavailable):  # else the asking node times out
             await self._send((self._key("c", "node", reply_to),), answer)
 

@@ -11,7 +11,8 @@
 // itself, to the URL `to` if given);
 // {"cmd": "cut"}, which stops reading and writing without closing (a connection that silently
 // died), then drops it after `ms`; {"cmd": "reconnect"}, an explicit disconnect and a new
-// connection; {"cmd": "close"}, an explicit disconnect, after which it exits.
+// connection; {"cmd": "connect"}, a new connection after the server closed it; {"cmd":
+// "close"}, an explicit disconnect, after which it exits.
 
 const path = require("node:path");
 const readline = require("node:readline");
@@ -57,6 +58,8 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
     ws._socket?.pause();
     ws.send = () => {};
     setTimeout(() => socket.io.engine.close(), command.ms ?? 1500);
+  } else if (command.cmd === "connect") {
+    socket.connect(); // after the server closed it (the client does not reconnect by itself)
   } else if (command.cmd === "reconnect") {
     socket.disconnect(); // asked for: no recovery for this one
     socket.connect();

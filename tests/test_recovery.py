@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import socketio
 
-from roomcast import App, Request
+from roomcast import App, Limits, Request
 from roomcast._message import Outgoing, Target
 from roomcast._recovery import Recovery
 from roomcast.adapters.socketio import SocketIOTransport, attach
@@ -49,7 +49,7 @@ class NodeClient:
                 line = await self.process.stdout.readline()
                 if not line:
                     raise EOFError("the Node client exited")
-                message = json.loads(line)
+                message: dict[str, Any] = json.loads(line)
                 self.seen.append(message)
                 if message["type"] == kind:
                     return message
@@ -95,8 +95,8 @@ async def node_client(url: str, **options: Any) -> AsyncIterator[NodeClient]:
 GONE: dict[str, asyncio.Event] = {}
 
 
-def make_app(backend: Backend | None = None) -> App:
-    app = App(backend=backend)
+def make_app(backend: Backend | None = None, limits: Limits | None = None) -> App:
+    app = App(backend=backend, limits=limits)
 
     @app.on_disconnect
     async def bye(req: Request) -> None:
@@ -207,6 +207,36 @@ async def test_an_explicit_disconnect_is_not_recovered() -> None:
         assert back["recovered"] is False
         assert back["id"] != first["id"]
         assert (await client.call("whoami"))["rooms"] == []
+
+
+async def test_a_connection_the_server_closed_is_not_recovered() -> None:
+    app = make_app()
+    async with server(app) as (url, _), node_client(url) as client:
+        first = await client.next("connect")
+        await client.call("join", "r")
+        await app.disconnect(first["id"])
+        assert (await client.next("disconnect"))["reason"] == "io server disconnect"
+        client.tell(cmd="connect")  # it comes back with its private id and offset
+        back = await client.next("connect")
+        assert back["recovered"] is False
+        assert back["id"] != first["id"]
+        assert (await client.call("whoami"))["rooms"] == []
+
+
+async def test_a_slow_consumer_shed_by_the_server_is_not_recovered() -> None:
+    app = make_app(limits=Limits(max_queued=5))
+    async with server(app) as (url, _), node_client(url, reconnectionDelay=300) as client:
+        first = await client.next("connect")
+        await client.call("join", "r")
+        client.tell(cmd="cut", ms=1500)  # it stops reading
+        await asyncio.sleep(0.1)
+        for _ in range(400):  # far more than its socket and its queue hold
+            await app.room("r").broadcast("m", "x" * 10_000)
+        await gone(app, first["id"])
+        assert app.stats.slow_consumers_disconnected == 1
+        back = await client.next("connect")
+        assert back["recovered"] is False
+        assert back["id"] != first["id"]
 
 
 async def test_past_the_window_a_client_connects_afresh() -> None:

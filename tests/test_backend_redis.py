@@ -560,3 +560,20 @@ async def test_a_session_json_cannot_carry_gives_a_fresh_connection_elsewhere(
         assert backend.healthy
     async with TestClient(one) as other:  # and commands still go through
         assert await two.join(other.sid, "room") is True
+
+
+async def test_a_room_kept_for_a_dropped_connection_is_let_go_once_it_expires(
+    prefix: str,
+) -> None:
+    from roomcast._recovery import Recovery
+
+    async with make_app(REDIS_URL, prefix, heartbeat=0.1, dead_after=1) as app:
+        backend = app.backend
+        assert isinstance(backend, RedisBackend)
+        app.hub.recovery = Recovery(0.3, lambda message: 100)
+        async with TestClient(app) as client:
+            await client.call("join", ["kept"])
+            await app.hub.closed(client.sid, resumable="pid")  # as a drop would
+        assert "kept" in backend._subscribed  # its broadcasts are still wanted, for it
+        await anyio.sleep(0.3 + 3 * 0.1)  # the record expires, then a heartbeat or two
+        assert "kept" not in backend._subscribed

@@ -220,6 +220,7 @@ class Recovery:
     def keeps(self, room: str) -> bool:
         """Whether a dropped connection that may come back is in `room` (its broadcasts are
         still wanted here, to be kept for it)."""
+        self._expire(self.clock())
         return self._kept_rooms[room] > 0
 
     def _expire(self, now: float) -> None:

@@ -701,7 +701,8 @@ class RedisBackend(Backend):
         return pubsub
 
     async def _beat(self) -> None:
-        """Prove this node alive; reap the connections of nodes that are not."""
+        """Prove this node alive; reap the connections of nodes that are not; stop receiving
+        the rooms kept only for dropped connections that were recovered or expired since."""
         while True:
             await anyio.sleep(self.heartbeat)
             if not self._available:
@@ -714,6 +715,7 @@ class RedisBackend(Backend):
                 if reaped:
                     logger.info("Removed %d connections of nodes that stopped.", reaped)
                 await self._presences_gone(gone)
+                await self._unsubscribe(list(self._subscribed))
             except BackendUnavailable:
                 pass
 

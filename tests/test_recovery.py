@@ -269,6 +269,7 @@ async def test_a_forged_or_reused_private_id_gives_nothing_back() -> None:
             (first["pid"][:-1] + "A", offset),
             (None, None),
             ({"not": "a string"}, offset),
+            ("p" * 100_000, offset),  # too long to be looked up
         ]:
             attacker = socketio.AsyncClient(reconnection=False)
             await attacker.connect(
@@ -425,3 +426,11 @@ def test_a_claim_is_usable_once_and_only_for_this_processs_offsets() -> None:
     for bad in (f"{log.epoch}-2", f"{log.epoch}-0", f"{log.epoch}-zz", 5, None):
         log.dropped("sid", "pid", frozenset(), {}, 0)
         assert (log.claim("pid", bad) is None) is (bad is not None), bad
+
+
+def test_what_cannot_be_a_private_id_is_not_looked_up() -> None:
+    log, _ = recovery()
+    long = "p" * 65  # longer than any private id given out (22 characters)
+    log.dropped("sid", long, frozenset(), {}, 0)
+    assert log.claim(long, None) is None
+    assert log.absent == 1  # it was not even looked up

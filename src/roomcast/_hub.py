@@ -43,7 +43,7 @@ from ._history import Entry, HistoryRules
 from ._limits import Limits, Stats, TokenBucket
 from ._message import Outgoing, Target
 from ._presence import Batch, Diffs, Track, check_key, check_meta, grouped, new_track
-from ._recovery import Absent, Claim, Recovery, reaches
+from ._recovery import Absent, Claim, Recovery, is_private_id, reaches
 from ._request import Ack, Request
 from ._rooms import LocalRooms, check_room_name, group
 from ._routing import Router
@@ -315,7 +315,7 @@ class Hub:
         if self.recovery is None:
             return None
         claim = self.recovery.claim(pid, offset)
-        if claim is not None or not isinstance(pid, str):
+        if claim is not None or not is_private_id(pid):
             return claim
         try:
             found = await self.backend.recover(pid, "claim", (pid, offset), timeout=0.0)

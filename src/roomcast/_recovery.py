@@ -193,7 +193,7 @@ class Recovery:
         now = self.clock()
         self._expire(now)
         self._trim(now)
-        if not isinstance(pid, str):
+        if not is_private_id(pid):
             return None
         absent = self._absent.get(pid)
         if absent is None:
@@ -249,6 +249,16 @@ class Recovery:
         return len(self._log)
 
 
+MAX_PRIVATE_ID = 64
+"""The longest private id looked for (those given out are 22 characters)."""
+
+
+def is_private_id(pid: Any) -> bool:
+    """Whether `pid` may be a private id: what a client sends is not looked up otherwise (not
+    here, not in Redis)."""
+    return isinstance(pid, str) and 0 < len(pid) <= MAX_PRIVATE_ID
+
+
 def reaches(target: Target, unless_in: Collection[str], sid: str, rooms: frozenset[str]) -> bool:
     """Whether an event for `target` (but the members of `unless_in`) is for the connection
     `sid`, a member of `rooms`."""
@@ -261,4 +271,4 @@ def reaches(target: Target, unless_in: Collection[str], sid: str, rooms: frozens
     return target.rooms is None or not target.rooms.isdisjoint(rooms)
 
 
-__all__ = ["Absent", "Claim", "Recovery", "reaches"]
+__all__ = ["MAX_PRIVATE_ID", "Absent", "Claim", "Recovery", "is_private_id", "reaches"]

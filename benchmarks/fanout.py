@@ -503,16 +503,11 @@ def report(results: Sequence[dict[str, Any]], servers: Sequence[str], stalled: i
     rows = []
     for r in results:
         ref = base.get((r["clients"], r.get("stalled", 0)))
-        per_cpu = per_cpu_second(r)
-        ref_per_cpu = per_cpu_second(ref) if ref else None
         rows.append(
             [
                 r["clients"],
                 label(r["server"], r.get("stalled", 0)),
-                r["deliveries_per_s"],
-                r["deliveries_per_s"] / ref["deliveries_per_s"] if ref else None,
-                per_cpu,
-                per_cpu / ref_per_cpu if per_cpu and ref_per_cpu else None,
+                *against(r, ref),
                 r["messages_per_s"],
                 r["p50_ms"],
                 r["p99_ms"],
@@ -563,6 +558,19 @@ def report(results: Sequence[dict[str, Any]], servers: Sequence[str], stalled: i
     return text
 
 
+def against(r: dict[str, Any], ref: dict[str, Any] | None) -> list[Any]:
+    """`r`'s deliveries/s and deliveries per server CPU-second, each followed by its ratio to
+    `ref`'s (`None` without `ref`)."""
+    per_cpu = per_cpu_second(r)
+    ref_per_cpu = per_cpu_second(ref) if ref else None
+    return [
+        r["deliveries_per_s"],
+        r["deliveries_per_s"] / ref["deliveries_per_s"] if ref else None,
+        per_cpu,
+        per_cpu / ref_per_cpu if per_cpu and ref_per_cpu else None,
+    ]
+
+
 def history_report(results: Sequence[dict[str, Any]]) -> str:
     """The servers that keep room `chat`'s history, against the same server without it at
     the same C (and the same stalled clients) in the same run."""
@@ -577,17 +585,12 @@ def history_report(results: Sequence[dict[str, Any]]) -> str:
             continue
         name = label(r["server"], r.get("stalled", 0))
         ref = plain.get((r["clients"], without_history(r["server"]), r.get("stalled", 0)))
-        per_cpu = per_cpu_second(r)
-        ref_per_cpu = per_cpu_second(ref) if ref else None
         kept = [p.get("history_kept") for p in r.get("probes") or [] if p]
         rows.append(
             [
                 r["clients"],
                 name,
-                r["deliveries_per_s"],
-                r["deliveries_per_s"] / ref["deliveries_per_s"] if ref else None,
-                per_cpu,
-                per_cpu / ref_per_cpu if per_cpu and ref_per_cpu else None,
+                *against(r, ref),
                 r["messages_per_s"],
                 r["p50_ms"],
                 ref["p50_ms"] if ref else None,
@@ -644,17 +647,12 @@ def redis_report(results: Sequence[dict[str, Any]]) -> str:
             continue
         name = label(r["server"], r.get("stalled", 0))
         ref = single.get((r["clients"], single_process(r["server"])))
-        per_cpu = per_cpu_second(r)
-        ref_per_cpu = per_cpu_second(ref) if ref else None
         groups = r.get("groups") or []
         rows.append(
             [
                 r["clients"],
                 name,
-                r["deliveries_per_s"],
-                r["deliveries_per_s"] / ref["deliveries_per_s"] if ref else None,
-                per_cpu,
-                per_cpu / ref_per_cpu if per_cpu and ref_per_cpu else None,
+                *against(r, ref),
                 " + ".join(f"{cpu:.0f}" for cpu in r["server_cpus"]),
                 r.get("redis_cpu"),
                 " / ".join("-" if g["p50_ms"] is None else f"{g['p50_ms']:.1f}" for g in groups)

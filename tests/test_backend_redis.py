@@ -577,3 +577,31 @@ async def test_a_room_kept_for_a_dropped_connection_is_let_go_once_it_expires(
         assert "kept" in backend._subscribed  # its broadcasts are still wanted, for it
         await anyio.sleep(0.3 + 3 * 0.1)  # the record expires, then a heartbeat or two
         assert "kept" not in backend._subscribed
+
+
+async def test_a_process_that_does_not_answer_is_an_error_on_time(prefix: str) -> None:
+    """What the docs promise when the process holding a connection (or a dropped one) does
+    not answer, as when it died before it was reaped."""
+    from roomcast._recovery import Recovery
+
+    async with make_app(REDIS_URL, prefix, timeout=0.3) as app:
+        app.hub.recovery = Recovery(60.0, lambda message: 100)
+        client = redis.asyncio.Redis.from_url(REDIS_URL)
+        try:  # a connection, and a dropped one, of a node that answers nothing
+            await client.hset(f"{prefix}owner", "ghost-sid", "ghost-node")
+            await client.set(f"{prefix}pid:ghost-pid", "ghost-node")
+        finally:
+            await client.aclose()
+        with anyio.fail_after(3):
+            for command in (app.join, app.leave):
+                with pytest.raises(BackendUnavailable):
+                    await command("ghost-sid", "room")
+            with pytest.raises(BackendUnavailable):
+                await app.disconnect("ghost-sid")
+            with pytest.raises(TimeoutError):
+                await app.call("ghost-sid", "question", timeout=0.2)
+            assert await app.hub.claim("ghost-pid", None) is None  # it connects afresh
+        backend = app.backend
+        assert isinstance(backend, RedisBackend)
+        assert backend._waiting == {}
+        assert backend.healthy

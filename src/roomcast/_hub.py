@@ -321,6 +321,10 @@ class Hub:
             found = await self.backend.recover(pid, "claim", (pid, offset), timeout=0.0)
         except ConnectionClosed:
             return None
+        except (TimeoutError, BackendUnavailable) as exc:
+            # The process it dropped from is gone, or Redis is: it connects afresh.
+            logger.warning("A dropped connection could not be claimed: %r", exc)
+            return None
         except Exception:
             logger.exception("Could not claim a dropped connection from another process")
             return None

@@ -438,7 +438,7 @@ def memory(entries: int, absents: int) -> dict[str, Any]:
     return {
         "entries": entries,
         "payload_json_bytes": payload_bytes,
-        "encoded_frame_bytes": len(encoded.frame or b""),
+        "encoded_frame_bytes": len(encoded.frames[0]) if encoded.frames else 0,
         "entry_bytes": entries_bytes / entries,
         "entry_data_bytes": data_bytes / entries,
         "entry_counted_bytes": counted_entry,

@@ -20,6 +20,7 @@ import engineio.packet
 import pytest
 import socketio
 import uvicorn.config
+import websockets.asyncio.client
 import websockets.protocol
 import websockets.server
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -429,17 +430,96 @@ HANDSHAKE = (
 )
 
 
-@pytest.mark.parametrize("offered", [b"", b"Sec-WebSocket-Extensions: permessage-deflate\r\n"])
-def test_canary_websocket_extensions(offered: bytes) -> None:
-    assert issubclass(websockets.server.ServerProtocol, websockets.protocol.Protocol)
-    conn = websockets.server.ServerProtocol(extensions=[ServerPerMessageDeflateFactory()])
-    assert _internals.websocket_extensions(conn) == []
+DEFLATE = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+
+
+def handshake(factory: Any, offered: bytes) -> websockets.server.ServerProtocol:
+    """A websockets server connection made with `factory` (or no extension), opened by a
+    request that offers `offered`."""
+    conn = websockets.server.ServerProtocol(extensions=factory and [factory])
     conn.receive_data(HANDSHAKE % offered)
     (request,) = conn.events_received()
     conn.send_response(conn.accept(request))
     assert conn.state is websockets.protocol.State.OPEN
-    names = [extension.name for extension in _internals.websocket_extensions(conn)]
-    assert names == (["permessage-deflate"] if offered else [])
+    return conn
+
+
+def test_canary_shared_window() -> None:
+    assert issubclass(websockets.server.ServerProtocol, websockets.protocol.Protocol)
+    conn = websockets.server.ServerProtocol(extensions=[ServerPerMessageDeflateFactory()])
+    assert _internals.shared_window(conn) == 0  # nothing negotiated yet
+    shared = ServerPerMessageDeflateFactory(server_no_context_takeover=True)
+    assert _internals.shared_window(handshake(shared, b"")) == 0
+    assert _internals.shared_window(handshake(None, DEFLATE)) == 0
+    assert _internals.shared_window(handshake(shared, DEFLATE)) == 15
+    shared = ServerPerMessageDeflateFactory(
+        server_no_context_takeover=True, server_max_window_bits=12
+    )
+    assert _internals.shared_window(handshake(shared, DEFLATE)) == 12
+    # Each connection's messages compressed with what it sent before: no frame can be shared.
+    assert _internals.shared_window(handshake(ServerPerMessageDeflateFactory(), DEFLATE)) is None
+
+
+def test_canary_websocket_extensions() -> None:
+    conn = handshake(ServerPerMessageDeflateFactory(), DEFLATE)
+    assert (
+        _internals.websocket_extensions(conn) == "permessage-deflate with server context takeover"
+    )
+    shared = ServerPerMessageDeflateFactory(server_no_context_takeover=True)
+    assert _internals.websocket_extensions(handshake(shared, DEFLATE)) == "permessage-deflate"
+    assert _internals.websocket_extensions(handshake(None, DEFLATE)) == "none"
+
+
+def test_canary_websocket_server() -> None:
+    class Server:
+        async def send(self, message: Any) -> None: ...
+
+    assert _internals.websocket_server({"asgi.send": Server().send}) == (
+        f"{__name__}.test_canary_websocket_server.<locals>.Server"
+    )
+    assert _internals.websocket_server({"asgi.send": print}) == "builtins.module"
+    assert _internals.websocket_server({"asgi.send": lambda message: None}) == "an ASGI server"
+    assert "aiohttp" in _internals.websocket_server({})
+
+
+@pytest.mark.parametrize("deflate", [True, False])
+async def test_canary_share_deflate(deflate: bool) -> None:
+    """uvicorn's websockets-sansio protocol has negotiated the extensions, and not answered,
+    when the ASGI app runs: what `share_deflate` does then is what the client is answered."""
+    done: list[bool] = []
+
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        environ = {"asgi.scope": scope, "asgi.send": send}
+        assert await receive() == {"type": "websocket.connect"}
+        done.append(_internals.share_deflate(environ))
+        done.append(_internals.share_deflate(environ))  # once is enough
+        await send({"type": "websocket.accept"})
+        done.append(_internals.share_deflate(environ))  # too late: answered
+        await send({"type": "websocket.send", "text": "hello " * 20})
+        await receive()
+
+    assert _internals.share_deflate({"asgi.scope": {"type": "http"}}) is False
+    async with serve(asgi_app, ws_per_message_deflate=deflate) as url:
+        ws_url = url.replace("http", "ws", 1)
+        async with websockets.asyncio.client.connect(ws_url, compression="deflate") as client:
+            assert await client.recv() == "hello " * 20
+            assert client.response is not None
+            header = client.response.headers.get("Sec-WebSocket-Extensions")
+        async with websockets.asyncio.client.connect(ws_url, compression=None) as client:
+            assert await client.recv() == "hello " * 20
+            assert client.response is not None
+            assert "Sec-WebSocket-Extensions" not in client.response.headers
+    if deflate:
+        assert header == (
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=12; "
+            "client_max_window_bits=12"
+        )
+        assert done == [True, False, False] + [False] * 3  # the client offering none: nothing
+    else:
+        assert header is None
+        assert done == [False] * 6
 
 
 # -- the versions tested ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -230,8 +231,12 @@ async def test_a_slow_consumer_shed_by_the_server_is_not_recovered() -> None:
         await client.call("join", "r")
         client.tell(cmd="cut", ms=1500)  # it stops reading
         await asyncio.sleep(0.1)
-        for _ in range(400):  # far more than its socket and its queue hold
-            await app.room("r").broadcast("m", "x" * 10_000)
+        # Far more than the kernel's socket buffers (a few MB on loopback), its transport and
+        # its queue hold, compressed or not (per-message deflate: the client offers it, and
+        # uvicorn accepts it), so that it is shed.
+        incompressible = secrets.token_urlsafe(20_000)
+        for _ in range(1_000):
+            await app.room("r").broadcast("m", incompressible)
         await gone(app, first["id"])
         assert app.stats.slow_consumers_disconnected == 1
         back = await client.next("connect")

@@ -14,6 +14,9 @@ What is replaced, all on the objects `attach` is given or creates, never on a cl
   (`replace_engineio_connect`), only while the fast path is on;
 - `_upgrade_websocket` of each new Engine.IO socket, an instance attribute that stands for the
   class's method (`watch_upgrade`), only while the fast path is on;
+- under uvicorn's websockets-sansio protocol, before a websocket is accepted, that connection's
+  negotiation of per-message deflate: its websockets `conn.available_extensions` and uvicorn's
+  `response` (`share_deflate`), only while the fast path is on;
 - the Engine.IO `message` and `disconnect` handlers, `sio.eio.handlers[...]`, wrapped
   (`wrap_engineio_handler`), so that what a client sends is checked before python-socketio
   keeps or parses it (`_inbound.py`);
@@ -76,11 +79,14 @@ __all__ = [
     "replace_pre_connect",
     "send_ack",
     "session_id",
+    "share_deflate",
+    "shared_window",
     "tested_range",
     "upgrade_listener",
     "uvicorn_websocket",
     "watch_upgrade",
     "websocket_extensions",
+    "websocket_server",
     "wrap_engineio_handler",
 ]
 
@@ -644,6 +650,31 @@ UVICORN_SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl"
 """The module of uvicorn's `WebSocketsSansIOProtocol` (`ws="websockets-sansio"`)."""
 
 
+def _sansio_protocol(environ: Mapping[str, Any]) -> Any:
+    """uvicorn's `WebSocketsSansIOProtocol` serving the websocket request of `environ`, or
+    `None`: `environ["asgi.send"].__self__`, when it is one (see `uvicorn_websocket`)."""
+    scope = environ.get("asgi.scope")
+    if not isinstance(scope, Mapping) or scope.get("type") != "websocket":
+        return None
+    protocol_class = getattr(sys.modules.get(UVICORN_SANSIO), "WebSocketsSansIOProtocol", None)
+    protocol = getattr(environ.get("asgi.send"), "__self__", None)
+    if not isinstance(protocol_class, type) or not isinstance(protocol, protocol_class):
+        return None
+    return protocol
+
+
+def websocket_server(environ: Mapping[str, Any]) -> str:
+    """What serves the websocket request of `environ`, for a message: the class of the object
+    whose method `environ["asgi.send"]` is (such as uvicorn's `WSProtocol`), or a description
+    of the environ when it has no such method (python-engineio's aiohttp mode has none)."""
+    owner = getattr(environ.get("asgi.send"), "__self__", None)
+    if owner is not None:
+        return f"{type(owner).__module__}.{type(owner).__qualname__}"
+    if "asgi.send" in environ:
+        return "an ASGI server"
+    return "a server that is not ASGI (such as python-engineio's aiohttp mode)"
+
+
 def uvicorn_websocket(environ: Mapping[str, Any]) -> tuple[Any, Any] | None:
     """The websockets `Protocol` and the asyncio transport of the connection that serves the
     websocket request of `environ` (python-engineio's ASGI environ), when uvicorn's
@@ -656,12 +687,8 @@ def uvicorn_websocket(environ: Mapping[str, Any]) -> tuple[Any, Any] | None:
     protocol's attributes `conn` (a websockets `Protocol`) and `transport` (with `write`,
     `is_closing` and `get_write_buffer_size`), undocumented.
     """
-    scope = environ.get("asgi.scope")
-    if not isinstance(scope, Mapping) or scope.get("type") != "websocket":
-        return None
-    protocol_class = getattr(sys.modules.get(UVICORN_SANSIO), "WebSocketsSansIOProtocol", None)
-    protocol = getattr(environ.get("asgi.send"), "__self__", None)
-    if not isinstance(protocol_class, type) or not isinstance(protocol, protocol_class):
+    protocol = _sansio_protocol(environ)
+    if protocol is None:
         return None
     # Imported by uvicorn's module above, so present whenever it is.
     from websockets.protocol import Protocol
@@ -676,8 +703,116 @@ def uvicorn_websocket(environ: Mapping[str, Any]) -> tuple[Any, Any] | None:
     return conn, transport
 
 
-def websocket_extensions(conn: Any) -> list[Any]:
-    """The extensions (such as per-message deflate) negotiated on the websockets `Protocol`
-    `conn`. Reads `conn.extensions` (undocumented)."""
-    extensions: list[Any] = conn.extensions
-    return extensions
+def share_deflate(environ: Mapping[str, Any]) -> bool:
+    """Make the websocket of `environ`, whose handshake uvicorn's websockets-sansio protocol
+    has processed but not yet answered, compress what the server sends without context
+    takeover (RFC 7692, 7.1.1.1: `server_no_context_takeover`, which a server may set whether
+    or not the client asked for it), so that each message compresses alone and one compressed
+    frame can serve every connection with the same window. Return whether it did; `False`
+    (and nothing changed) when the handshake is answered already, or per-message deflate was
+    not negotiated, or it was without context takeover already, or anything is not as known
+    here.
+
+    uvicorn calls the websockets `ServerProtocol.accept(request)` (public) when the request
+    arrives, before the ASGI app runs, which negotiates the extensions its protocol was made
+    with (`ServerPerMessageDeflateFactory(server_max_window_bits=12, client_max_window_bits=12,
+    compress_settings={"memLevel": 5})`, unless run with `ws_per_message_deflate=False`), and
+    sends the response it got only when the app accepts the websocket. This reads uvicorn's
+    protocol (`_sansio_protocol`) and its `handshake_complete`, `request` and `response`, and
+    the websockets `conn`'s `state`, `extensions` and `available_extensions` (each factory's
+    parameters, public attributes of `ServerPerMessageDeflateFactory`); it replaces
+    `conn.available_extensions` with the same factories but for `server_no_context_takeover`,
+    calls `conn.accept(protocol.request)` again (the same request, so the same outcome but for
+    that parameter), and puts the new response in `protocol.response`, all on this one
+    connection's objects. Should that response not be a 101, everything is put back.
+    """
+    protocol = _sansio_protocol(environ)
+    if protocol is None or getattr(protocol, "handshake_complete", True) is not False:
+        return False
+    # Imported by uvicorn's module, so present whenever its protocol was found.
+    from websockets.extensions.permessage_deflate import (
+        PerMessageDeflate,
+        ServerPerMessageDeflateFactory,
+    )
+    from websockets.http11 import Request, Response
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+
+    conn = getattr(protocol, "conn", None)
+    request, response = getattr(protocol, "request", None), getattr(protocol, "response", None)
+    if (
+        not isinstance(conn, ServerProtocol)
+        or conn.state is not State.CONNECTING
+        or not isinstance(request, Request)
+        or not isinstance(response, Response)
+        or response.status_code != 101
+    ):
+        return False
+    negotiated = conn.extensions
+    factories = conn.available_extensions
+    if not factories or not any(
+        type(ext) is PerMessageDeflate and not ext.local_no_context_takeover for ext in negotiated
+    ):
+        return False
+    sharing = []
+    for factory in factories:
+        if type(factory) is not ServerPerMessageDeflateFactory:
+            return False
+        assert isinstance(factory, ServerPerMessageDeflateFactory)  # for the type checker
+        sharing.append(
+            ServerPerMessageDeflateFactory(
+                server_no_context_takeover=True,
+                client_no_context_takeover=factory.client_no_context_takeover,
+                server_max_window_bits=factory.server_max_window_bits,
+                client_max_window_bits=factory.client_max_window_bits,
+                compress_settings=factory.compress_settings,
+                require_client_max_window_bits=factory.require_client_max_window_bits,
+            )
+        )
+    conn.available_extensions = sharing
+    again = conn.accept(request)
+    if again.status_code != 101:
+        conn.available_extensions, conn.extensions = factories, negotiated
+        return False
+    protocol.response = again
+    return True
+
+
+def shared_window(conn: Any) -> int | None:
+    """How the websockets `conn` sends messages, when one frame of a message can serve every
+    connection that sends alike: `0`, no extension was negotiated (plain frames); a number of
+    window bits, per-message deflate was, without server context takeover (each message
+    compressed alone, within that window). `None` for anything else.
+
+    Reads `conn.extensions` (undocumented) and, of a `PerMessageDeflate` in it,
+    `local_no_context_takeover` and `local_max_window_bits` (undocumented).
+    """
+    extensions = conn.extensions
+    if not extensions:
+        return 0
+    from websockets.extensions.permessage_deflate import PerMessageDeflate
+
+    if len(extensions) == 1:
+        (ext,) = extensions
+        bits = getattr(ext, "local_max_window_bits", None)
+        if (
+            type(ext) is PerMessageDeflate
+            and ext.local_no_context_takeover is True
+            and isinstance(bits, int)
+            and 9 <= bits <= 15
+        ):
+            return bits
+    return None
+
+
+def websocket_extensions(conn: Any) -> str:
+    """The extensions negotiated on the websockets `conn`, for a message. Reads
+    `conn.extensions` (undocumented), and each one's `name` and `local_no_context_takeover`
+    when it has one."""
+    described = []
+    for ext in conn.extensions:
+        name = str(getattr(ext, "name", type(ext).__name__))
+        if getattr(ext, "local_no_context_takeover", True) is False:
+            name += " with server context takeover"
+        described.append(name)
+    return ", ".join(described) or "none"

@@ -38,11 +38,12 @@ or loses its oldest packets.
 
 The fast path: under uvicorn's websockets-sansio protocol, a broadcast is also framed once as a
 websocket text frame, and written straight to each receiver's transport whenever nothing is
-pending for that receiver in Engine.IO, its websocket is open, negotiated no compression, and
-its transport's buffer is small. Every other receiver, and every other setup (long-polling
-until the upgrade, another ASGI server, aiohttp, per-message deflate, binary attachments), takes
-the queue. `_direct.py` says when a write is safe; `SocketIOTransport.direct_writes` counts the
-deliveries it made.
+pending for that receiver in Engine.IO, its websocket is open, and its transport's buffer is
+small. Per-message deflate is negotiated without server context takeover before the websocket
+is accepted, so that a broadcast is compressed once for all its receivers with the same window
+(`Frames`). Every other receiver, and every other setup (long-polling until the upgrade,
+another ASGI server, aiohttp, binary attachments), takes the queue. `_direct.py` says when a
+write is safe; `SocketIOTransport.direct_writes` counts the deliveries it made.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ from .._recovery import Claim, Recovery
 from .._transport import Transport
 from . import _internals
 from ._asgi import BodyLimit as BodyLimit
-from ._direct import DirectWriter, text_frame
+from ._direct import DirectWriter, Frames
 from ._inbound import Inbound
 
 __all__ = ["BodyLimit", "SocketIOTransport", "attach"]
@@ -119,6 +120,10 @@ class _UpgradeWatch:
         _internals.watch_upgrade(socket, cls())
 
     def __call__(self, environ: dict[str, Any]) -> None:
+        # Before the websocket is accepted: per-message deflate, if negotiated, compresses
+        # each message alone, so that a broadcast's one compressed frame serves every
+        # receiver (see `_direct.py`).
+        _internals.share_deflate(environ)
         self.environ = environ
         for peer in self.peers:
             peer.upgrade = environ
@@ -132,9 +137,9 @@ class Encoded(NamedTuple):
     """The Engine.IO packets, for receivers reached through their queue."""
     sizes: list[int]
     """The size of each packet, for each receiver's backlog."""
-    frame: bytes | None
-    """The websocket frame of the one text packet, for receivers written to directly; `None`
-    for binary attachments."""
+    frames: Frames | None
+    """The websocket frames of the one text packet, for receivers written to directly, by how
+    each one's connection sends (`DirectWriter.window`); `None` for binary attachments."""
 
 
 class Peer:
@@ -238,17 +243,17 @@ class SocketIOTransport(Transport):
         if offset is not None:  # last, as Socket.IO's own server puts it
             args.append(offset)
         packets, sizes, text = _internals.event_packets(self.sio, self.namespace, args)
-        return Encoded(packets, sizes, None if text is None else text_frame(text))
+        return Encoded(packets, sizes, None if text is None else Frames(text))
 
     async def send(self, peers: Iterable[Peer], encoded: Any) -> None:
-        packets, sizes, frame = encoded
+        packets, sizes, frames = encoded
         slow: list[Peer] = []
         direct = dropped = 0
         for peer in peers:
             writer = peer.writer
             if writer is None and peer.upgrade is not None:
                 writer = self._upgraded(peer)
-            if writer is not None and frame is not None and writer.write(frame):
+            if writer is not None and frames is not None and writer.write(frames[writer.window]):
                 direct += 1
                 continue
             if peer.state is not State.OPEN:
@@ -355,8 +360,9 @@ class SocketIOTransport(Transport):
     def _size_of(self, message: Outgoing) -> int:
         """What a logged event holds: its Engine.IO packets hold the encoded text twice (the
         text, and its encoded form kept for the next receiver), its websocket frame once more,
-        and about 1 KiB of objects (measured: benchmarks/recovery.py)."""
-        return 3 * int(sum(message.encoded(self).sizes)) + 1024
+        and once more at most its compressed frame when receivers compress (smaller, or the
+        same frame), and about 1 KiB of objects (measured: benchmarks/recovery.py)."""
+        return 4 * int(sum(message.encoded(self).sizes)) + 1024
 
     async def _connect_packet(
         self, connect: _internals.ConnectHandler, eio_sid: str, namespace: str, data: Any

@@ -49,18 +49,12 @@ def main(argv: list[str] | None = None) -> None:
         backend = RedisBackend(args.redis)
     asgi_app = create_asgi_app(create_app(backend), recovery=args.recovery or None)
     print(f"basic_chat: open http://{args.host}:{args.port}/ in two browser tabs", flush=True)
-    # websockets-sansio without per-message deflate lets roomcast write each broadcast's one
-    # websocket frame straight to every receiver (docs/socketio.md); chat messages are small.
-    # A websocket message may be no larger than Engine.IO takes anyway (1 MB): uvicorn's
-    # default, 16 MiB, lets a client make the server hold that much per unfinished message.
-    uvicorn.run(
-        asgi_app,
-        host=args.host,
-        port=args.port,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_max_size=WS_MAX_SIZE,
-    )
+    # uvicorn's defaults (websockets-sansio, per-message deflate offered) let roomcast write
+    # each broadcast's one websocket frame, compressed once, straight to every receiver
+    # (docs/socketio.md). A websocket message may be no larger than Engine.IO takes anyway
+    # (1 MB): uvicorn's default, 16 MiB, lets a client make the server hold that much per
+    # unfinished message.
+    uvicorn.run(asgi_app, host=args.host, port=args.port, ws_max_size=WS_MAX_SIZE)
 
 
 if __name__ == "__main__":

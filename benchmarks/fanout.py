@@ -33,9 +33,22 @@ to the end of the measurement: DIR/SERVER-C.svg (flame graph) and DIR/SERVER-C.t
 (collapsed stacks).
 
 A server is `roomcast`, `python-socketio` or `node`; the Python ones take a front after `@`:
-`uvicorn` (the default, ws="websockets-sansio"), `uvicorn-websockets`, `uvicorn-wsproto` or
-`aiohttp` (python-engineio's aiohttp mode), e.g. `--servers roomcast,roomcast@aiohttp`.
-Needs `node` and `npm ci --prefix benchmarks`.
+`uvicorn` (the default, ws="websockets-sansio"), `uvicorn-websockets`, `uvicorn-wsproto`,
+`aiohttp` (python-engineio's aiohttp mode) or `uvicorn-deflate` (below), e.g.
+`--servers roomcast,roomcast@aiohttp`. Needs `node` and `npm ci --prefix benchmarks`.
+
+Per-message deflate is off (the servers do not accept it, the generator's clients do not offer
+it), except with the front `uvicorn-deflate`: uvicorn with its defaults for websockets
+(ws="auto", i.e. websockets-sansio, and `ws_per_message_deflate=True`), and a generator whose
+clients offer it as real ones do (`fanout_client.js --deflate 1`: socket.io-client's default
+`perMessageDeflate`, `ws`'s for `--client raw` and the stalled clients). The generator counts
+the clients that negotiated it (`deflated`). A last table gives, for each server X@uvicorn-deflate
+against the same X without a front at the same C in the same run (list both in `--servers`,
+e.g. `--servers roomcast,roomcast@uvicorn-deflate`), the deliveries/s of each, the server CPU
+microseconds per delivery of each and their ratio (deflate / no deflate), the generator's CPU
+of each, roomcast's `direct_writes` of each (the probe's: deliveries written straight to the
+websocket, from the server's start to the end of the measurement) and the clients that
+negotiated deflate; with `--repeat`, each run's ratios too.
 
 A roomcast server may name the source tree it runs from after `=`, to compare two versions
 in one run: `--servers roomcast,roomcast=../old/src,python-socketio` runs the second with
@@ -110,7 +123,7 @@ from ._common import (
     table,
     write_json,
 )
-from .fanout_server import FRONTS, KINDS
+from .fanout_server import DEFLATE_FRONTS, FRONTS, KINDS
 
 BASELINE = "python-socketio"
 NODE_MODULES = HERE / "node_modules"
@@ -164,6 +177,19 @@ def without_history(spec: str) -> str:
     name, equals, source = spec.partition("=")
     kind, at, front = name.partition("@")
     return f"{kind.removesuffix(HISTORY)}{at}{front}{equals}{source}"
+
+
+def deflates(spec: str) -> bool:
+    """Whether the server `spec` accepts per-message deflate (`@uvicorn-deflate`), so that the
+    generator's clients offer it."""
+    return split_server(spec)[2] in DEFLATE_FRONTS
+
+
+def without_deflate(spec: str) -> str:
+    """The same server as `spec` without its front (so without per-message deflate): what a
+    deflate run is compared with."""
+    name, equals, source = spec.partition("=")
+    return f"{name.partition('@')[0]}{equals}{source}"
 
 
 def source_env(spec: str) -> dict[str, str] | None:
@@ -293,6 +319,7 @@ def run_one(spec: str, clients: int, args: argparse.Namespace, stalled: int = 0)
                     *("--client", args.client),
                     *("--stalled", str(stalled)),
                     *("--payload", str(args.payload)),
+                    *("--deflate", "1" if deflates(spec) else "0"),
                 ],
                 cwd=HERE,
                 stdout=subprocess.PIPE,
@@ -348,6 +375,7 @@ def run_one(spec: str, clients: int, args: argparse.Namespace, stalled: int = 0)
         server=spec,
         stalled=stalled,
         history=keeps_history(spec),
+        deflate=deflates(spec),
         server_cpu=100 * sum(server_cpus) / wall,
         client_cpu=100 * client_cpu / wall,
         other_cpu=other,
@@ -555,6 +583,8 @@ def report(results: Sequence[dict[str, Any]], servers: Sequence[str], stalled: i
         text += "\n\n" + stalled_report(results)
     if any(r.get("history") for r in results):
         text += "\n\n" + history_report(results)
+    if any(r.get("deflate") for r in results):
+        text += "\n\n" + deflate_report(results)
     return text
 
 
@@ -627,6 +657,87 @@ def history_report(results: Sequence[dict[str, Any]]) -> str:
         "against the same\nserver without it at the same C (x without; x: per server "
         "CPU-second, all processes); kept: the\nentries room chat's history held at the end "
         "of the measurement\n\n"
+    )
+    text += table(headers, rows)
+    if notes:
+        text += "\n" + "\n".join(f"note: {note}" for note in notes)
+    return text
+
+
+def cpu_per_delivery(result: dict[str, Any]) -> float | None:
+    """Microseconds of server CPU per delivery (1e6 / `per_cpu_second`; None where that is)."""
+    per_cpu = per_cpu_second(result)
+    return 1e6 / per_cpu if per_cpu else None
+
+
+def direct_writes(result: dict[str, Any]) -> int | None:
+    """roomcast's `direct_writes` at the end of the measurement, over all the server's
+    processes (None: not known: not roomcast, or a probe that did not answer)."""
+    found = [p.get("direct_writes") if p else None for p in result.get("probes") or []]
+    known: list[int] = [n for n in found if n is not None]
+    return sum(known) if found and len(known) == len(found) else None
+
+
+def deflate_report(results: Sequence[dict[str, Any]]) -> str:
+    """The servers with per-message deflate (`@uvicorn-deflate`), against the same server
+    without a front at the same C (and the same stalled clients) in the same run."""
+    plain = {
+        (r["clients"], r["server"], r.get("stalled", 0)): r
+        for r in results
+        if not r.get("deflate")
+    }
+    rows, notes = [], []
+    for r in results:
+        if not r.get("deflate"):
+            continue
+        name = label(r["server"], r.get("stalled", 0))
+        ref = plain.get((r["clients"], without_deflate(r["server"]), r.get("stalled", 0)))
+        on, off = cpu_per_delivery(r), cpu_per_delivery(ref) if ref else None
+        rows.append(
+            [
+                r["clients"],
+                name,
+                ref["deliveries_per_s"] if ref else None,
+                r["deliveries_per_s"],
+                off,
+                on,
+                on / off if on and off else None,
+                ref["client_cpu"] if ref else None,
+                r["client_cpu"],
+                direct_writes(ref) if ref else None,
+                direct_writes(r),
+                ref.get("deflated") if ref else None,
+                r.get("deflated"),
+            ]
+        )
+        if ref is None:
+            notes.append(f"{name} C={r['clients']}: no {without_deflate(r['server'])} run")
+        if r.get("deflated") is not None and r["deflated"] < r["clients"]:
+            notes.append(
+                f"{name} C={r['clients']}: deflate negotiated by {r['deflated']} of "
+                f"{r['clients']} clients only"
+            )
+    headers = [
+        "C",
+        "server",
+        "deliveries/s off",
+        "on",
+        "CPU us/delivery off",
+        "on",
+        "x",
+        "generator CPU% off",
+        "on",
+        "direct writes off",
+        "on",
+        "deflated off",
+        "on",
+    ]
+    text = (
+        "per-message deflate: each server on @uvicorn-deflate (on), its clients offering "
+        "deflate, against the\nsame server without a front (off) at the same C; CPU "
+        "us/delivery: server CPU microseconds per\ndelivery (x: on / off); direct writes: "
+        "roomcast's fast path, from the server's start to the end\nof the measurement; "
+        "deflated: the C clients whose websocket negotiated permessage-deflate\n\n"
     )
     text += table(headers, rows)
     if notes:
@@ -804,7 +915,23 @@ def spread(
     text = table(headers, rows)
     if any(keeps_history(spec) for spec in servers):
         text += "\n\n" + history_spread(runs, servers, stalled)
+    if any(deflates(spec) for spec in servers):
+        text += "\n\n" + deflate_spread(runs, servers, stalled)
     return text
+
+
+def pairs(
+    runs: Sequence[Sequence[dict[str, Any]]], clients: int, spec: str, ref: str, stalled: int
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The results of `spec` and of `ref` at `clients` (and `stalled`), in each run that has
+    both."""
+    found = []
+    for results in runs:
+        by = {(r["server"], r.get("stalled", 0)): r for r in results if r["clients"] == clients}
+        mine, theirs = by.get((spec, stalled)), by.get((ref, stalled))
+        if mine is not None and theirs is not None:
+            found.append((mine, theirs))
+    return found
 
 
 def history_spread(
@@ -819,15 +946,7 @@ def history_spread(
             if not keeps_history(spec):
                 continue
             rates, per_cpus = [], []
-            for results in runs:
-                by = {
-                    (r["server"], r.get("stalled", 0)): r
-                    for r in results
-                    if r["clients"] == clients
-                }
-                mine, ref = by.get((spec, n)), by.get((without_history(spec), n))
-                if mine is None or ref is None:
-                    continue
+            for mine, ref in pairs(runs, clients, spec, without_history(spec), n):
                 rates.append(mine["deliveries_per_s"] / ref["deliveries_per_s"])
                 a, b = per_cpu_second(mine), per_cpu_second(ref)
                 if a and b:
@@ -852,6 +971,46 @@ def history_spread(
         "median",
     ]
     return "room history, against the same server without it\n\n" + table(headers, rows)
+
+
+def deflate_spread(
+    runs: Sequence[Sequence[dict[str, Any]]], servers: Sequence[str], stalled: int = 0
+) -> str:
+    """Across runs: each run's ratio of a deflate server to the same server without it, in
+    server CPU per delivery and in deliveries/s, and their medians."""
+    rows = []
+    sizes = sorted({r["clients"] for results in runs for r in results})
+    for clients in sizes:
+        for spec, n in variants(servers, stalled):
+            if not deflates(spec):
+                continue
+            cpus, rates = [], []
+            for mine, ref in pairs(runs, clients, spec, without_deflate(spec), n):
+                rates.append(mine["deliveries_per_s"] / ref["deliveries_per_s"])
+                on, off = cpu_per_delivery(mine), cpu_per_delivery(ref)
+                if on and off:
+                    cpus.append(on / off)
+            if rates:
+                rows.append(
+                    [
+                        clients,
+                        label(spec, n),
+                        " ".join(f"{x:.2f}" for x in cpus) or None,
+                        statistics.median(cpus) if cpus else None,
+                        " ".join(f"{x:.2f}" for x in rates),
+                        statistics.median(rates),
+                    ]
+                )
+    headers = [
+        "C",
+        "server",
+        "CPU us/delivery x off, each run",
+        "median",
+        "deliveries/s x off, each run",
+        "median",
+    ]
+    title = "per-message deflate, against the same server without a front (off)"
+    return f"{title}\n\n{table(headers, rows)}"
 
 
 def plot(
@@ -913,7 +1072,8 @@ def describe(machine: str, args: dict[str, Any]) -> str:
     load = f"{args['rate']:,.0f} deliveries/s offered" if args.get("rate") else "window"
     return (
         f"{machine}\nGenerator: Node, {client} clients, {load}; Python servers on "
-        f"{args.get('loop', 'asyncio')}, uvicorn ws=websockets-sansio unless named."
+        f"{args.get('loop', 'asyncio')}, uvicorn ws=websockets-sansio without per-message "
+        "deflate unless named."
     )
 
 

@@ -24,6 +24,13 @@
 // join "chat" too, and then stop reading entirely (`ws.pause()`: the socket is no longer
 // read, so the kernel's buffers fill and the server sees a client that does not keep up).
 // They count in nothing measured: the window and the deliveries are the C normal clients'.
+//
+// Per-message deflate: off by default (`perMessageDeflate: false`, in both clients). --deflate 1
+// makes every client (the stalled ones too) offer it as a real one does: socket.io-client with
+// its default (`{ threshold: 1024 }`: it offers the extension and compresses what it sends from
+// 1024 bytes on), the raw client with `ws`'s (`perMessageDeflate: true`). Whether the server
+// accepted it is counted once connected: "deflated" (of the C clients) and "stalled_deflated"
+// in the "connected" and "result" lines.
 "use strict";
 
 const { io } = require("socket.io-client");
@@ -43,6 +50,7 @@ function parseArgs(argv) {
     rate: 0, // > 0: offered deliveries/s (open loop) instead of the window (closed loop)
     client: "socket.io", // or "raw"
     stalled: 0, // extra clients that join, then never read again
+    deflate: 0, // 1: the clients offer per-message deflate
   };
   for (let i = 2; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, "");
@@ -112,7 +120,7 @@ function giveUpStale() {
 class RawSocket {
   constructor(url) {
     const wsUrl = url.replace(/^http/, "ws") + "/socket.io/?EIO=4&transport=websocket";
-    this.ws = new WebSocket(wsUrl, { perMessageDeflate: false });
+    this.ws = new WebSocket(wsUrl, { perMessageDeflate: Boolean(opts.deflate) });
     this.handlers = {};
     this.acks = new Map();
     this.nextAck = 0;
@@ -190,7 +198,7 @@ function connectOne(i) {
       transports: ["websocket"],
       forceNew: true,
       reconnection: false,
-      perMessageDeflate: false,
+      ...(opts.deflate ? {} : { perMessageDeflate: false }), // else engine.io-client's default
       timeout: 30000,
     });
     socket.on("message", handler);
@@ -221,6 +229,12 @@ function connectStalled(i) {
   });
 }
 
+// Whether the server accepted per-message deflate on this client's websocket (from `ws`).
+function deflated(socket) {
+  const ws = socket instanceof RawSocket ? socket.ws : socket.io.engine?.transport?.ws;
+  return Boolean(ws && ws.extensions.split(",").includes("permessage-deflate"));
+}
+
 async function connectAll(count, connect) {
   for (let i = 0; i < count; i += opts.batch) {
     const batch = [];
@@ -234,7 +248,16 @@ async function main() {
   await connectAll(C, connectOne);
   await connectAll(opts.stalled, connectStalled);
   const rampSeconds = (performance.now() - rampStart) / 1000;
-  say({ event: "connected", clients: C, stalled: opts.stalled, seconds: rampSeconds });
+  const deflatedCount = sockets.filter(deflated).length;
+  const stalledDeflated = stalledSockets.filter(deflated).length;
+  say({
+    event: "connected",
+    clients: C,
+    stalled: opts.stalled,
+    seconds: rampSeconds,
+    deflated: deflatedCount,
+    stalled_deflated: stalledDeflated,
+  });
 
   sender = sockets[0];
   const window = Math.max(1, Math.min(500, Math.round(opts.inflight / C)));
@@ -302,6 +325,8 @@ async function main() {
     disconnects,
     ramp_seconds: rampSeconds,
     stalled: opts.stalled,
+    deflated: deflatedCount,
+    stalled_deflated: stalledDeflated,
     groups: urls.length > 1 ? groups : null,
   });
   closing = true;

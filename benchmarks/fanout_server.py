@@ -9,8 +9,11 @@ kinds serve the same two routes:
   the sender included.
 
 Fronts: `uvicorn` (ws="websockets-sansio"), `uvicorn-websockets`, `uvicorn-wsproto` (other
-`ws=` implementations of uvicorn), `aiohttp` (python-engineio's aiohttp mode). Per-message
-deflate is off everywhere, as in Node's socket.io by default.
+`ws=` implementations of uvicorn), `aiohttp` (python-engineio's aiohttp mode): all with
+per-message deflate off, as in Node's socket.io by default. `uvicorn-deflate` is uvicorn with
+its own defaults for websockets, the way an app is often deployed: `ws="auto"` (which picks
+websockets-sansio when websockets is installed) and `ws_per_message_deflate=True`, so that a
+client offering per-message deflate gets it; everything else as `uvicorn`.
 
 `--redis URL --prefix P` (roomcast only) gives the app a `RedisBackend(URL, prefix=P)`, started
 and stopped by the ASGI lifespan (`socketio.ASGIApp(sio, on_startup=app.start,
@@ -48,7 +51,9 @@ UVICORN_WS = {
     "uvicorn": "websockets-sansio",
     "uvicorn-websockets": "websockets",
     "uvicorn-wsproto": "wsproto",
+    "uvicorn-deflate": "auto",
 }
+DEFLATE_FRONTS = frozenset({"uvicorn-deflate"})  # per-message deflate on (uvicorn's default)
 FRONTS = [*UVICORN_WS, "aiohttp"]
 KINDS = ["roomcast", "python-socketio"]
 
@@ -178,7 +183,7 @@ def on_probe_signal(built: Built) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, built.print_probe)
 
 
-async def serve_uvicorn(built: Built, ws: str) -> None:
+async def serve_uvicorn(built: Built, ws: str, *, deflate: bool = False) -> None:
     import uvicorn
 
     sock = listening_socket()
@@ -194,7 +199,7 @@ async def serve_uvicorn(built: Built, ws: str) -> None:
         lifespan="on" if started else "off",
         http="h11",
         ws=ws,
-        ws_per_message_deflate=False,
+        ws_per_message_deflate=deflate,
         backlog=2048,
     )
     server = uvicorn.Server(config)
@@ -260,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.front == "aiohttp":
         coro = serve_aiohttp(built)
     else:
-        coro = serve_uvicorn(built, UVICORN_WS[args.front])
+        coro = serve_uvicorn(built, UVICORN_WS[args.front], deflate=args.front in DEFLATE_FRONTS)
     if args.loop == "uvloop":
         import uvloop
 

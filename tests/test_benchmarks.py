@@ -149,6 +149,30 @@ def test_fanout_with_history_runs(tmp_path: Path, servers: str) -> None:
         assert "x without" in stdout
 
 
+@pytest.mark.parametrize("client", ["socket.io", "raw"])
+def test_fanout_with_per_message_deflate_runs(tmp_path: Path, client: str) -> None:
+    """A server with uvicorn's defaults (`@uvicorn-deflate`) and clients that offer deflate,
+    against the same server without: every client negotiated it there and none here, the
+    fast path served both, and the table compares them."""
+    require_node()
+    stdout, data = run_benchmark(
+        tmp_path,
+        "fanout",
+        *("--sizes", "5", "--duration", "0.5", "--warmup", "0.3"),
+        *("--servers", "roomcast,roomcast@uvicorn-deflate", "--client", client),
+    )
+    assert "per-message deflate" in stdout
+    (results,) = data["runs"]
+    assert [(r["server"], r["deflate"], r["deflated"]) for r in results] == [
+        ("roomcast", False, 0),
+        ("roomcast@uvicorn-deflate", True, 5),
+    ]
+    for result in results:
+        assert result["deliveries"] > 0
+        (probe,) = result["probes"]
+        assert probe["direct_writes"] > 0
+
+
 def test_recovery_runs(tmp_path: Path) -> None:
     """Clients dropped at once, events sent while they are away, all back: every client
     recovers, with every missed event in order, once; then memory per kept message and per

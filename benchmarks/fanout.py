@@ -107,7 +107,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -934,43 +934,72 @@ def pairs(
     return found
 
 
+Ratio = Callable[[dict[str, Any], dict[str, Any]], float | None]
+
+
+def ratio_of(metric: Callable[[dict[str, Any]], float | None]) -> Ratio:
+    """A run's `metric` against its reference's (None where either is unknown)."""
+
+    def ratio(mine: dict[str, Any], ref: dict[str, Any]) -> float | None:
+        a, b = metric(mine), metric(ref)
+        return a / b if a and b else None
+
+    return ratio
+
+
+def ratio_spread(
+    runs: Sequence[Sequence[dict[str, Any]]],
+    servers: Sequence[str],
+    stalled: int,
+    title: str,
+    varied: Callable[[str], bool],
+    reference: Callable[[str], str],
+    ratios: Sequence[tuple[str, Ratio]],
+) -> str:
+    """Across runs: for each server `varied` picks, each run's ratios to `reference(server)` in
+    the same run (a column per `ratios` entry, named by it), and their medians."""
+    rows = []
+    sizes = sorted({r["clients"] for results in runs for r in results})
+    for clients in sizes:
+        for spec, n in variants(servers, stalled):
+            if not varied(spec):
+                continue
+            found = pairs(runs, clients, spec, reference(spec), n)
+            if not found:
+                continue
+            row: list[Any] = [clients, label(spec, n)]
+            for _, ratio in ratios:
+                xs = [x for mine, ref in found if (x := ratio(mine, ref))]
+                row += [" ".join(f"{x:.2f}" for x in xs) or None]
+                row += [statistics.median(xs) if xs else None]
+            rows.append(row)
+    headers = ["C", "server", *(h for header, _ in ratios for h in (header, "median"))]
+    return f"{title}\n\n{table(headers, rows)}"
+
+
+def deliveries_per_s(result: dict[str, Any]) -> float:
+    """A result's deliveries/s."""
+    value: float = result["deliveries_per_s"]
+    return value
+
+
 def history_spread(
     runs: Sequence[Sequence[dict[str, Any]]], servers: Sequence[str], stalled: int = 0
 ) -> str:
     """Across runs: each run's ratio of a history server to the same server without it, in
     deliveries/s and per server CPU-second, and their medians."""
-    rows = []
-    sizes = sorted({r["clients"] for results in runs for r in results})
-    for clients in sizes:
-        for spec, n in variants(servers, stalled):
-            if not keeps_history(spec):
-                continue
-            rates, per_cpus = [], []
-            for mine, ref in pairs(runs, clients, spec, without_history(spec), n):
-                rates.append(mine["deliveries_per_s"] / ref["deliveries_per_s"])
-                a, b = per_cpu_second(mine), per_cpu_second(ref)
-                if a and b:
-                    per_cpus.append(a / b)
-            if rates:
-                rows.append(
-                    [
-                        clients,
-                        label(spec, n),
-                        " ".join(f"{x:.2f}" for x in rates),
-                        statistics.median(rates),
-                        " ".join(f"{x:.2f}" for x in per_cpus) or None,
-                        statistics.median(per_cpus) if per_cpus else None,
-                    ]
-                )
-    headers = [
-        "C",
-        "server",
-        "deliveries/s x without, each run",
-        "median",
-        "per server CPU-s x, each run",
-        "median",
-    ]
-    return "room history, against the same server without it\n\n" + table(headers, rows)
+    return ratio_spread(
+        runs,
+        servers,
+        stalled,
+        "room history, against the same server without it",
+        keeps_history,
+        without_history,
+        [
+            ("deliveries/s x without, each run", ratio_of(deliveries_per_s)),
+            ("per server CPU-s x, each run", ratio_of(per_cpu_second)),
+        ],
+    )
 
 
 def deflate_spread(
@@ -978,39 +1007,18 @@ def deflate_spread(
 ) -> str:
     """Across runs: each run's ratio of a deflate server to the same server without it, in
     server CPU per delivery and in deliveries/s, and their medians."""
-    rows = []
-    sizes = sorted({r["clients"] for results in runs for r in results})
-    for clients in sizes:
-        for spec, n in variants(servers, stalled):
-            if not deflates(spec):
-                continue
-            cpus, rates = [], []
-            for mine, ref in pairs(runs, clients, spec, without_deflate(spec), n):
-                rates.append(mine["deliveries_per_s"] / ref["deliveries_per_s"])
-                on, off = cpu_per_delivery(mine), cpu_per_delivery(ref)
-                if on and off:
-                    cpus.append(on / off)
-            if rates:
-                rows.append(
-                    [
-                        clients,
-                        label(spec, n),
-                        " ".join(f"{x:.2f}" for x in cpus) or None,
-                        statistics.median(cpus) if cpus else None,
-                        " ".join(f"{x:.2f}" for x in rates),
-                        statistics.median(rates),
-                    ]
-                )
-    headers = [
-        "C",
-        "server",
-        "CPU us/delivery x off, each run",
-        "median",
-        "deliveries/s x off, each run",
-        "median",
-    ]
-    title = "per-message deflate, against the same server without a front (off)"
-    return f"{title}\n\n{table(headers, rows)}"
+    return ratio_spread(
+        runs,
+        servers,
+        stalled,
+        "per-message deflate, against the same server without a front (off)",
+        deflates,
+        without_deflate,
+        [
+            ("CPU us/delivery x off, each run", ratio_of(cpu_per_delivery)),
+            ("deliveries/s x off, each run", ratio_of(deliveries_per_s)),
+        ],
+    )
 
 
 def plot(

@@ -21,8 +21,10 @@ from websockets.extensions.base import Extension
 from websockets.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
 )
 from websockets.frames import Frame, Opcode
+from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 from websockets.typing import ExtensionParameter
 
@@ -279,6 +281,67 @@ async def test_python_engineio_aiohttp_mode_says_why_it_has_no_fast_path(
         "websockets installed). Broadcasts to them go through Engine.IO's queue."
     ]
     assert transport.direct_writes == 0
+
+
+OFFERS = [
+    "permessage-deflate",
+    "permessage-deflate; client_max_window_bits",
+    "permessage-deflate; server_max_window_bits=10; client_no_context_takeover",
+    "permessage-deflate; server_no_context_takeover",
+    "permessage-deflate; server_max_window_bits=8",  # below what zlib can compress with
+    "permessage-deflate; server_max_window_bits",  # a value is required
+    "permessage-deflate; foo=bar",
+    "x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=9, permessage-deflate",
+    "permessage-deflate; client_max_window_bits=99",
+    "permessage-deflate;;; =, ,",
+]
+
+
+def _answer(head: bytes) -> tuple[int, str | None]:
+    """The status and `Sec-WebSocket-Extensions` of an HTTP response's head."""
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines if ": " in line)
+    return int(status.split()[1]), headers.get("Sec-WebSocket-Extensions")
+
+
+@pytest.mark.parametrize("offer", OFFERS)
+async def test_any_offer_is_answered_as_websockets_answers_it_without_server_context(
+    offer: str,
+) -> None:
+    """Whatever a client offers, the answer is websockets' own for uvicorn's parameters with
+    `server_no_context_takeover` added, or uvicorn's refusal, as before: a hostile offer
+    changes nothing else."""
+    request = (
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Extensions: {offer}\r\n\r\n"
+    ).encode("latin-1")
+    conn = ServerProtocol(
+        extensions=[
+            ServerPerMessageDeflateFactory(
+                server_no_context_takeover=True,
+                server_max_window_bits=12,
+                client_max_window_bits=12,
+                compress_settings={"memLevel": 5},
+            )
+        ]
+    )
+    conn.receive_data(request)
+    (parsed,) = conn.events_received()
+    expected = conn.accept(parsed)
+    _, sio, _ = flood_app(0)
+    async with serve(socketio.ASGIApp(sio)) as url:
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        if expected.status_code == 101:  # Engine.IO's open packet: a text frame
+            assert (await asyncio.wait_for(reader.readexactly(2), 5))[0] & 0x0F == 0x1
+        writer.close()
+    assert _answer(head) == (
+        expected.status_code,
+        expected.headers.get("Sec-WebSocket-Extensions"),
+    )
 
 
 class _Strict(PerMessageDeflate):

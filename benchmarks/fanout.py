@@ -708,6 +708,8 @@ def deflate_report(results: Sequence[dict[str, Any]]) -> str:
                 direct_writes(r),
                 ref.get("deflated") if ref else None,
                 r.get("deflated"),
+                held(ref)["rss_mb"] if ref else None,
+                held(r)["rss_mb"],
             ]
         )
         if ref is None:
@@ -731,13 +733,16 @@ def deflate_report(results: Sequence[dict[str, Any]]) -> str:
         "on",
         "deflated off",
         "on",
+        "server RSS MB off",
+        "on",
     ]
     text = (
         "per-message deflate: each server on @uvicorn-deflate (on), its clients offering "
         "deflate, against the\nsame server without a front (off) at the same C; CPU "
         "us/delivery: server CPU microseconds per\ndelivery (x: on / off); direct writes: "
         "roomcast's fast path, from the server's start to the end\nof the measurement; "
-        "deflated: the C clients whose websocket negotiated permessage-deflate\n\n"
+        "deflated: the C clients whose websocket negotiated permessage-deflate; server RSS: "
+        "at the\nend of the measurement\n\n"
     )
     text += table(headers, rows)
     if notes:

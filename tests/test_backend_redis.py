@@ -309,6 +309,35 @@ async def test_redis_going_away_and_coming_back(prefix: str) -> None:
             assert (await b.receive()).data == "back"
 
 
+async def test_room_history_across_a_redis_outage(prefix: str) -> None:
+    """What docs/scaling.md says: broadcasts made while Redis is unreachable are delivered on
+    this process but not kept, reading the history fails clearly, and a Redis that comes back
+    empty has lost what it held; what is broadcast after the return is kept again."""
+    with private_redis() as server:
+        options = {"timeout": 0.5, "max_backoff": 0.2, "heartbeat": 0.3, "dead_after": 3}
+        async with make_app(server.url, prefix, **options) as app, TestClient(app) as a:
+            app.keep_history("x", size=10)
+            backend = app.backend
+            assert isinstance(backend, RedisBackend)
+            await a.call("join", ["x"])
+            await a.call("say", {"rooms": ["x"], "text": "before"})
+            assert [e.data for e in await app.room("x").history()] == ["before"]
+            server.stop()
+
+            await a.call("say", {"rooms": ["x"], "text": "during"})
+            assert [m.data for m in a.drain()] == ["before", "during"]
+            with pytest.raises(BackendUnavailable):
+                await app.room("x").history()
+
+            server.start()  # empty
+            with anyio.fail_after(10):
+                while not backend.available:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            assert await app.room("x").history() == []
+            await a.call("say", {"rooms": ["x"], "text": "after"})
+            assert [e.data for e in await app.room("x").history()] == ["after"]
+
+
 async def test_a_crowd_of_operations_waits_for_connections_rather_than_failing(
     prefix: str,
 ) -> None:

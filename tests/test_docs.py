@@ -22,3 +22,19 @@ def test_every_public_name_is_in_the_api_reference() -> None:
     for name in roomcast.__all__:
         if name != "__version__":
             assert f"`{name}" in page, name
+
+
+def test_every_install_line_that_serves_brings_the_fast_path() -> None:
+    """`uvicorn` alone brings no websockets library, so an install line that adds it to
+    roomcast's `socketio` extra serves websockets slowly or not at all: lines that serve use
+    the `server` extra (python-socketio, uvicorn and websockets)."""
+    pages = [*DOCS.glob("*.md"), DOCS.parent / "README.md"]
+    lines = [
+        (page.name, line)
+        for page in pages
+        for line in page.read_text().splitlines()
+        if "pip install" in line
+    ]
+    assert any("roomcast[server" in line for _, line in lines)
+    serving = [(name, line) for name, line in lines if "uvicorn" in line.split("pip install")[1]]
+    assert serving == []

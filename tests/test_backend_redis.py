@@ -573,7 +573,7 @@ async def test_a_session_json_cannot_carry_gives_a_fresh_connection_elsewhere(
 
     one, two = nodes
     for app in (one, two):
-        app.hub.recovery = Recovery(60.0, lambda message: 100)
+        app.hub.recover_with(Recovery(60.0, lambda message: 100))
 
     @one.route("keep")
     async def keep(req: Request) -> None:
@@ -599,7 +599,7 @@ async def test_a_room_kept_for_a_dropped_connection_is_let_go_once_it_expires(
     async with make_app(REDIS_URL, prefix, heartbeat=0.1, dead_after=1) as app:
         backend = app.backend
         assert isinstance(backend, RedisBackend)
-        app.hub.recovery = Recovery(0.3, lambda message: 100)
+        app.hub.recover_with(Recovery(0.3, lambda message: 100))
         async with TestClient(app) as client:
             await client.call("join", ["kept"])
             await app.hub.closed(client.sid, resumable="pid")  # as a drop would
@@ -614,7 +614,7 @@ async def test_a_process_that_does_not_answer_is_an_error_on_time(prefix: str) -
     from roomcast._recovery import Recovery
 
     async with make_app(REDIS_URL, prefix, timeout=0.3) as app:
-        app.hub.recovery = Recovery(60.0, lambda message: 100)
+        app.hub.recover_with(Recovery(60.0, lambda message: 100))
         client = redis.asyncio.Redis.from_url(REDIS_URL)
         try:  # a connection, and a dropped one, of a node that answers nothing
             await client.hset(f"{prefix}owner", "ghost-sid", "ghost-node")

@@ -43,8 +43,9 @@ from ._history import Entry, HistoryRules
 from ._limits import Limits, Stats, TokenBucket
 from ._message import Outgoing, Target
 from ._presence import Batch, Diffs, Track, check_key, check_meta, grouped, new_track
-from ._recovery import Absent, Claim, Recovery, is_private_id, reaches
+from ._recovery import Claim, Recovery
 from ._request import Ack, Request
+from ._resume import Resumption
 from ._rooms import LocalRooms, check_room_name, group
 from ._routing import Router
 from ._transport import Transport
@@ -88,14 +89,16 @@ class Hub:
         self.fallback: Endpoint | None = None
         self.diffs = Diffs(self._send_presence, presence_window)
         self.history = HistoryRules()
-        self.recovery: Recovery | None = None
-        """The log and the dropped connections, while a transport recovers connections."""
-        self._leaving: dict[str, frozenset[str]] = {}
-        """The rooms of connections dropping now, whose broadcasts are still wanted here."""
-        self._watching: dict[str, tuple[frozenset[str], list[Outgoing]]] = {}
-        """Connections being recovered from another process: their rooms, and what was
-        broadcast to those rooms here meanwhile."""
+        self.resumption: Resumption | None = None
+        """Connection-state recovery, while a transport recovers connections
+        (`recover_with`)."""
         backend.bind(self)
+
+    def recover_with(self, log: Recovery) -> None:
+        """Recover the connections that drop, with `log` (one transport's, at most)."""
+        if self.resumption is not None:
+            raise ValueError("The app already recovers connections through another transport.")
+        self.resumption = Resumption(log, self.index, self.backend)
 
     # -- what transports call ------------------------------------------------------------------
 
@@ -125,15 +128,20 @@ class Hub:
         )
         if self.limits.rate is not None:
             conn.bucket = TokenBucket(self.limits.rate, self.limits.burst, self.clock())
-        if self.recovery is not None:
-            conn.since = self.recovery.number
+        resumption = self.resumption
+        if resumption is not None:
+            conn.since = resumption.log.number
         self.index.add(conn)
         try:
             if claim is not None and claim.origin is not None:
+                assert resumption is not None  # only a transport that recovers claims
                 await self.backend.add(sid)
-                await self._recover_from(claim.origin, conn, claim)
+                await resumption.restore_from(claim.origin, conn, claim)
             else:
-                rooms = () if claim is None else await self._recover(conn, claim)
+                rooms: list[str] = []
+                if claim is not None:
+                    assert resumption is not None
+                    rooms = await resumption.restore(conn, claim)
                 await self.backend.add(sid)
                 for room in rooms:
                     await self.backend.join(sid, room)
@@ -158,54 +166,6 @@ class Hub:
             raise
         if conn.state is State.CONNECTING:  # not closed while its hooks ran
             conn.move(State.OPEN)
-
-    async def _recover(self, conn: Connection, claim: Claim) -> list[str]:
-        """Give `conn` back its session and rooms, and hand its transport the events it
-        missed, before anything else can reach it: it joins its rooms and the missed events
-        are found with nothing awaited in between, and transports hand events over without
-        waiting (`Transport.send`), so no broadcast comes between. Return its rooms, for the
-        backend."""
-        assert self.recovery is not None
-        conn.recovered = True
-        conn.session = claim.absent.session
-        rooms = [room for room in sorted(claim.absent.rooms) if self.index.join(conn, room)]
-        missed = self.recovery.missed(claim)
-        transport, peers = conn.transport, (conn.peer,)
-        for message in missed:
-            await transport.send(peers, message.encoded(transport))
-        return rooms
-
-    async def _recover_from(self, origin: str, conn: Connection, claim: Claim) -> None:
-        """Recover `conn`, which dropped from another process: join its rooms in the backend
-        (this process now receives their broadcasts, which it watches for it), fetch from that
-        process the events it missed there, then join its rooms here and send it those events
-        followed by the ones watched here that they do not hold (by cluster id), in order,
-        with nothing awaited between the join and the choice of what to send."""
-        assert self.recovery is not None
-        conn.recovered = True
-        conn.session = claim.absent.session
-        sid, rooms = conn.sid, sorted(claim.absent.rooms)
-        self._watching[sid] = (claim.absent.rooms, [])
-        try:
-            for room in rooms:
-                await self.backend.join(sid, room)
-            args = (sid, rooms, claim.number)
-            try:
-                there = await self.backend.recover(claim.pid, "missed", args, timeout=0.0)
-            except Exception:
-                logger.exception("Recovering %s: the events missed on %s are lost", sid, origin)
-                there = []
-        finally:
-            _, here = self._watching.pop(sid)
-        for room in rooms:
-            self.index.join(conn, room)
-        held = {mid for _, _, mid in there}
-        missed = [Outgoing(event, data, mid=mid) for event, data, mid in there]
-        missed += [Outgoing(m.event, m.data, mid=m.mid) for m in here if m.mid not in held]
-        transport, peers = conn.transport, (conn.peer,)
-        for message in missed:
-            self.recovery.record(Target(sid=sid), message)  # an offset of this process's
-            await transport.send(peers, message.encoded(transport))
 
     async def received(
         self,
@@ -295,43 +255,25 @@ class Hub:
         conn = self.index.connections.get(sid)
         if conn is None:
             return
-        if resumable is None or self.recovery is None:
+        resumption = self.resumption
+        if resumable is None or resumption is None:
             await self._end(conn, hooks=True)
             return
-        rooms = self._leaving[sid] = frozenset(conn.rooms)  # still wanted (`keeps`)
-        try:
+        rooms = frozenset(conn.rooms)
+        with resumption.dropping(sid, rooms):  # its rooms' broadcasts are still wanted
             await self._end(conn, hooks=True)
-            self.recovery.dropped(sid, resumable, rooms, conn.session, conn.since)
-        finally:
-            del self._leaving[sid]
+            resumption.log.dropped(sid, resumable, rooms, conn.session, conn.since)
         try:
-            await self.backend.dropped(resumable, self.recovery.window)
+            await self.backend.dropped(resumable, resumption.log.window)
         except Exception:
             logger.exception("The backend could not keep the private id of %s", sid)
 
     async def claim(self, pid: Any, offset: Any) -> Claim | None:
         """Claim the dropped connection of the private id `pid`, here or on the process that
-        holds it (see `Recovery.claim`); `None` when nothing can be given back."""
-        if self.recovery is None:
+        holds it; `None` when nothing can be given back (or nothing is recovered)."""
+        if self.resumption is None:
             return None
-        claim = self.recovery.claim(pid, offset)
-        if claim is not None or not is_private_id(pid):
-            return claim
-        try:
-            found = await self.backend.recover(pid, "claim", (pid, offset), timeout=0.0)
-        except ConnectionClosed:
-            return None
-        except (TimeoutError, BackendUnavailable) as exc:
-            # The process it dropped from is gone, or Redis is: it connects afresh.
-            logger.warning("A dropped connection could not be claimed: %r", exc)
-            return None
-        except Exception:
-            logger.exception("Could not claim a dropped connection from another process")
-            return None
-        if found is None:
-            return None
-        absent = Absent(found["sid"], pid, frozenset(found["rooms"]), found["session"], 0, 0.0)
-        return Claim(absent, found["number"], found["node"])
+        return await self.resumption.claim(pid, offset)
 
     async def _end(self, conn: Connection, *, hooks: bool) -> None:
         """Close `conn`: it receives nothing from now on, its disconnect hooks run to the
@@ -454,8 +396,8 @@ class Hub:
     async def publish(self, target: Target, message: Outgoing) -> None:
         """Send `message` to every connection `target` names: here, then in the others; and
         keep it in the history of its rooms that keep one."""
-        if self.recovery is not None:
-            self.recovery.record(target, message)
+        if self.resumption is not None:
+            self.resumption.log.record(target, message)
         await self._deliver(target, message)
         if target.rooms is not None and self.history.rules:
             for room in target.rooms:
@@ -547,7 +489,9 @@ class Hub:
 
     async def perform(self, sid: str | None, command: str, args: Sequence[Any]) -> Any:
         if sid is None:
-            return self._perform_recovery(command, args)
+            if self.resumption is None:
+                raise ConnectionClosed("This process does not recover connections.")
+            return self.resumption.answer(command, args)
         conn = self.index.connections.get(sid)
         if conn is None or not conn.reachable:
             raise ConnectionClosed(f"No connection {sid!r} is open.")
@@ -568,38 +512,10 @@ class Hub:
             return await self._call(conn, event, data, timeout)
         raise ValueError(f"Unknown command {command!r}.")
 
-    def _perform_recovery(self, command: str, args: Sequence[Any]) -> Any:
-        """Another process recovers a connection that dropped from this one: `claim` takes
-        its record, `missed` lists the events it missed here."""
-        if self.recovery is None:
-            raise ConnectionClosed("This process does not recover connections.")
-        if command == "claim":
-            claim = self.recovery.claim(*args)
-            if claim is None:
-                return None
-            absent = claim.absent
-            return {
-                "sid": absent.sid,
-                "rooms": sorted(absent.rooms),
-                "session": absent.session,
-                "number": claim.number,
-                "node": self.recovery.epoch,
-            }
-        if command == "missed":
-            sid, rooms, number = args
-            claim = Claim(Absent(sid, "", frozenset(rooms), {}, 0, 0.0), number)
-            return [[m.event, m.data, m.mid] for m in self.recovery.missed(claim)]
-        raise ValueError(f"Unknown command {command!r}.")
-
     def keeps(self, room: str) -> bool:
-        """Whether `room`'s broadcasts are wanted here though no connection here is in it: a
-        connection dropping, dropped (it may come back) or being recovered is."""
-        if self.recovery is None:
-            return False
-        if self.recovery.keeps(room):
-            return True
-        watched = (*self._leaving.values(), *(rooms for rooms, _ in self._watching.values()))
-        return any(room in rooms for rooms in watched)
+        """Whether `room`'s broadcasts are wanted here though no connection here is in it:
+        one dropping, dropped (it may come back) or being recovered is."""
+        return self.resumption is not None and self.resumption.keeps(room)
 
     async def presences_gone(self, room: str, tracks: Sequence[Track]) -> None:
         await self.diffs.changed(room, leaves=tracks)
@@ -616,8 +532,8 @@ class Hub:
         """Send `message`, from another process, to the connections here that `target`
         names, but the members of `unless_in` (logged first, while connections are
         recovered)."""
-        if self.recovery is not None:
-            self.recovery.record(target, message, unless_in)
+        if self.resumption is not None:
+            self.resumption.log.record(target, message, unless_in)
         await self._deliver(target, message, unless_in)
 
     async def _deliver(
@@ -629,10 +545,8 @@ class Hub:
             if peers:
                 self.stats.deliveries += len(peers)
                 await transport.send(peers, message.encoded(transport))
-        if self._watching:
-            for sid, (rooms, seen) in self._watching.items():
-                if reaches(target, unless_in, sid, rooms):
-                    seen.append(message)
+        if self.resumption is not None:
+            self.resumption.saw(target, unless_in, message)
 
     def local_members(self, room: str) -> Set[str]:
         return self.index.members(room)

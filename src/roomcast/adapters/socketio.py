@@ -350,9 +350,9 @@ class SocketIOTransport(Transport):
 
     def _recover(self, window: float) -> None:
         """Recover the connections of this namespace that drop, for `window` seconds."""
-        if self.app.hub.recovery is not None:
-            raise ValueError("The app already recovers connections through another transport.")
-        self.recovery = self.app.hub.recovery = Recovery(window, self._size_of)
+        recovery = Recovery(window, self._size_of)
+        self.app.hub.recover_with(recovery)
+        self.recovery = recovery
         _internals.replace_connect_handler(self.sio, self.namespace, self._connect_packet)
         _internals.replace_pre_connect(self.sio, self._pre_connect)
         _internals.add_to_connect_reply(self.sio, self.namespace, self._private_id)

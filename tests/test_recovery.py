@@ -310,11 +310,8 @@ async def test_an_offset_the_log_no_longer_reaches_gives_a_fresh_connection() ->
 
 async def test_the_fast_path_stays_on_with_recovery() -> None:
     app = make_app()
-    # (A client that negotiates per-message deflate takes the queue instead, recovery or not.)
-    async with (
-        server(app) as (url, transport),
-        node_client(url, perMessageDeflate=False) as client,
-    ):
+    # socket.io-client's defaults: per-message deflate offered, and accepted by uvicorn.
+    async with server(app) as (url, transport), node_client(url) as client:
         await client.next("connect")
         await client.call("join", "r")
         for n in range(20):

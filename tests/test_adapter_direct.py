@@ -29,7 +29,7 @@ from websockets.streams import StreamReader
 from websockets.typing import ExtensionParameter
 
 from roomcast import App, ConnectionRejected, Limits, Reject, Request
-from roomcast.adapters import _direct
+from roomcast.adapters import _internals
 from roomcast.adapters._direct import MAX_BUFFERED, Frames, text_frame
 from roomcast.adapters.socketio import SocketIOTransport, attach
 from roomcast.testing import Message
@@ -198,7 +198,7 @@ async def test_the_fast_path_is_taken_only_where_it_is_known_to_be_safe(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_direct, "_reported", set())
+    monkeypatch.setattr(_internals, "_reported", set())
     caplog.set_level(logging.WARNING, logger="roomcast")
     # Few: python-engineio's own client drops a long-polling connection whose poll brings
     # some thirty packets at once ("Unexpected packet from server"), whatever the server.
@@ -235,7 +235,7 @@ WSPROTO_SAYS = [
 async def test_a_server_setup_without_the_fast_path_says_why_once(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_direct, "_reported", set())
+    monkeypatch.setattr(_internals, "_reported", set())
     caplog.set_level(logging.WARNING, logger="roomcast")
     _, sio, transport = flood_app(1)
     async with serve(socketio.ASGIApp(sio), ws="wsproto") as url:
@@ -254,7 +254,7 @@ async def test_python_engineio_aiohttp_mode_says_why_it_has_no_fast_path(
 ) -> None:
     from aiohttp import web
 
-    monkeypatch.setattr(_direct, "_reported", set())
+    monkeypatch.setattr(_internals, "_reported", set())
     caplog.set_level(logging.WARNING, logger="roomcast")
     app = App(limits=Limits(rate=None))
     sio = socketio.AsyncServer(async_mode="aiohttp")
@@ -402,7 +402,7 @@ async def test_per_message_deflate_as_uvicorn_offers_it_takes_the_fast_path(
     """uvicorn's defaults (`ws="auto"`, per-message deflate offered): clients that accept
     deflate with uvicorn's window, or with a smaller one they ask for, and one that offers
     none, in one room. Every broadcast goes straight to each, compressed once per window."""
-    monkeypatch.setattr(_direct, "_reported", set())
+    monkeypatch.setattr(_internals, "_reported", set())
     caplog.set_level(logging.WARNING, logger="roomcast")
     count = 20
     text = REPEATED  # beyond the smaller window

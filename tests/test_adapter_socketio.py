@@ -73,6 +73,7 @@ VERSION_CHECK = {
     "check_versions",
     "installed_version",
     "tested_range",
+    "warn_once",  # logging, relying on nothing of another library's
 }
 
 

@@ -66,7 +66,6 @@ the compressed frames.
 from __future__ import annotations
 
 import asyncio
-import logging
 import struct
 import zlib
 from collections.abc import Callable, Mapping
@@ -78,11 +77,6 @@ __all__ = ["MAX_BUFFERED", "DirectWriter", "Frames", "deflate_frame", "text_fram
 
 MAX_BUFFERED = 64 * 1024
 """Bytes a transport may hold unsent before broadcasts to it take the queue again."""
-
-logger = logging.getLogger("roomcast")
-
-_reported: set[str] = set()
-"""Why a websocket cannot have the fast path, for each reason already logged."""
 
 _TEXT, _DEFLATED_TEXT = 0x81, 0xC1  # FIN and the text opcode; with RSV1: compressed (RFC 7692)
 
@@ -167,13 +161,11 @@ class DirectWriter:
             return None  # long-polling: maybe once it upgrades (with that request's environ)
         found = cls._make(socket, environ)
         if isinstance(found, str):
-            if found not in _reported:
-                _reported.add(found)
-                logger.warning(
-                    "The Socket.IO fast path (direct websocket writes) is off for websockets "
-                    "where %s. Broadcasts to them go through Engine.IO's queue.",
-                    found,
-                )
+            _internals.warn_once(
+                "The Socket.IO fast path (direct websocket writes) is off for websockets where "
+                "%s. Broadcasts to them go through Engine.IO's queue.",
+                found,
+            )
             return None
         return found
 

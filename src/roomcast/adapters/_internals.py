@@ -84,6 +84,7 @@ __all__ = [
     "tested_range",
     "upgrade_listener",
     "uvicorn_websocket",
+    "warn_once",
     "watch_upgrade",
     "websocket_extensions",
     "websocket_server",
@@ -110,7 +111,7 @@ FAST_PATH = ("uvicorn", "websockets")
 """Without these in `TESTED`, the fast path is off."""
 
 _reported: set[str] = set()
-"""Why the fast path is off, for each reason already logged."""
+"""Why the fast path is off, for each reason already logged (`warn_once`)."""
 
 
 @functools.cache
@@ -162,14 +163,20 @@ def check_versions() -> str | None:
     if not off:
         return None
     reason = "; ".join(off)
+    warn_once(
+        "The Socket.IO fast path (direct websocket writes) is off: %s. Broadcasts go through "
+        "Engine.IO's queue.",
+        reason,
+    )
+    return reason
+
+
+def warn_once(message: str, reason: str) -> None:
+    """Log `message % reason` on the `roomcast` logger, at warning level, the first time this
+    process meets `reason` (why the fast path is off, for a setup or for some websockets)."""
     if reason not in _reported:
         _reported.add(reason)
-        logger.warning(
-            "The Socket.IO fast path (direct websocket writes) is off: %s. Broadcasts go "
-            "through Engine.IO's queue.",
-            reason,
-        )
-    return reason
+        logger.warning(message, reason)
 
 
 # -- python-socketio ---------------------------------------------------------------------------
